@@ -1,0 +1,507 @@
+"""The coding-group state machine of one served model, without any I/O.
+
+Theory of operation
+-------------------
+Queries arrive one by one.  Each admitted query becomes part of a *data task* (B
+queries sent to one instance in one request; B=1 by default) that is queued for the
+data pool at once.  Data tasks join the model's open *coding group*; when the group
+holds k of them, or its fill timeout passes, it is *closed*: a *parity task* is
+queued for the parity pool.  Its input is the code's encoding of the group's inputs,
+zero-padded when the group closed short (the padded slots' outputs are the base
+model's known output on a zero input).
+
+Each pool has a dispatch policy (``frontend.policy``).  Whenever an instance that is
+up has fewer requests in flight than it may hold, the coordinator asks the policy for
+the next task and emits ``SendData``/``SendParity``.
+
+When a data task's result arrives, its queries are answered as ``original``.  When
+the parity result and all but one data result of a group are in, the missing one is
+reconstructed (``Reconstruct``) and its queries are answered as ``reconstructed``,
+unless a query asked for originals only.  A query whose deadline passes is answered
+with the model's default output, or failed with ``DEADLINE_EXCEEDED``.  Each query is
+answered exactly once; a late original is dropped.
+
+Queued work that can no longer help anybody is cancelled before it is sent: a data
+task once every query of its group is answered, a parity task once no missing output
+could use it.  A failed call, or an instance going down, re-queues its tasks at the
+front (up to ``max_attempts`` sends), unless reconstruction answers them first.
+
+The driver owns time and payloads.  Every event carries ``now``; the coordinator
+asks to be woken with ``SetTimer`` and never reads a clock.  Inputs and outputs are
+opaque objects that the coordinator only passes around; the driver does the
+arithmetic with ``frontend.codes``.  The asyncio frontend and the simulator drive
+this same class.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from frontend.events import (
+    Action,
+    Answer,
+    Cancelled,
+    CoreConfig,
+    ErrorKind,
+    Event,
+    Fail,
+    GroupClosed,
+    InstanceDown,
+    InstanceSpec,
+    InstanceUp,
+    Mode,
+    PartialPolicy,
+    PoolKind,
+    QueryAbandoned,
+    QueryArrived,
+    Reconstruct,
+    SendData,
+    SendParity,
+    SetTimer,
+    Source,
+    TaskCompleted,
+    TaskFailed,
+)
+from frontend.policy import DispatchPolicy, SingleQueue
+
+
+class _State(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    GONE = "gone"  # cancelled, given up, or its result no longer wanted
+
+
+# ---------------------------------------------------------------- internal state
+
+
+@dataclass(eq=False)
+class _Query:
+    id: int
+    payload: object
+    require_original: bool
+    task: _Task | None = None
+    row: int = 0
+    settled: bool = False
+
+
+@dataclass(eq=False)
+class _Group:
+    id: int
+    opened_at: float
+    slots: list[_Task] = field(default_factory=list)
+    parity: _Task | None = None
+    closed: bool = False
+
+
+@dataclass(eq=False)
+class _Task:
+    id: int
+    pool: PoolKind
+    queries: list[_Query]
+    group: _Group | None = None
+    state: _State = _State.QUEUED
+    instance: str | None = None
+    output: object = None
+    has_output: bool = False
+    sends: int = 0
+    sibling: _Task | None = None  # the other copy, in replicate mode
+
+
+@dataclass(eq=False)
+class _Instance:
+    spec: InstanceSpec
+    up: bool = False
+    running: set[int] = field(default_factory=set)
+
+
+class _Pool:
+    def __init__(
+        self, kind: PoolKind, specs: Sequence[InstanceSpec], policy: DispatchPolicy[_Task]
+    ):
+        self.kind = kind
+        self.policy = policy
+        self.instances = {spec.name: _Instance(spec) for spec in specs}
+        # Up instances with spare capacity, longest-idle first.
+        self.free: dict[str, None] = {}
+
+    def refresh(self, name: str) -> None:
+        inst = self.instances[name]
+        self.free.pop(name, None)
+        if inst.up and len(inst.running) < inst.spec.max_inflight:
+            self.free[name] = None
+
+
+class _Timer(enum.Enum):
+    DEADLINE = 0
+    BATCH = 1
+    GROUP = 2
+
+
+# ---------------------------------------------------------------- the coordinator
+
+
+class Coordinator:
+    """Feed events with ``handle(event, now)``; carry out the actions it returns."""
+
+    def __init__(
+        self,
+        config: CoreConfig,
+        data: Sequence[InstanceSpec],
+        parity: Sequence[InstanceSpec] = (),
+        policy: Callable[[], DispatchPolicy[_Task]] = SingleQueue,
+    ) -> None:
+        self.config = config
+        self._coded = config.mode is Mode.CODED
+        self._pools = {
+            PoolKind.DATA: _Pool(PoolKind.DATA, data, policy()),
+            PoolKind.PARITY: _Pool(PoolKind.PARITY, parity, policy()),  # idle unless coded
+        }
+        self._pool_of = {
+            name: kind for kind, pool in self._pools.items() for name in pool.instances
+        }
+        if len(self._pool_of) != len(data) + len(self._pools[PoolKind.PARITY].instances):
+            raise ValueError("instance names must be unique across pools")
+        self._queries: dict[int, _Query] = {}
+        self._tasks: dict[int, _Task] = {}
+        self._task_ids = itertools.count()
+        self._group_ids = itertools.count()
+        self._group: _Group | None = None  # the open group
+        self._batch: list[_Query] = []  # queries waiting to fill a data task
+        self._batch_serial = 0
+        self._timers: list[tuple[float, int, _Timer, int]] = []
+        self._timer_seq = itertools.count()
+        self._announced: float | None = None
+        self._out: list[Action] = []
+
+    # -- public API -------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        """Admitted queries that have no answer yet."""
+        return len(self._queries)
+
+    def queue_depth(self, pool: PoolKind) -> int:
+        return len(self._pools[pool].policy)
+
+    def inflight(self, instance: str) -> int:
+        return len(self._instance(instance).running)
+
+    def is_up(self, instance: str) -> bool:
+        return self._instance(instance).up
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """Process one event at time ``now``; return the actions to carry out, in order."""
+        match event:
+            case QueryArrived():
+                self._on_query(event, now)
+            case QueryAbandoned(query_id=qid):
+                query = self._queries.get(qid)
+                if query is not None:
+                    self._settle(query)
+                    self._prune(query.task)
+            case TaskCompleted():
+                self._on_completed(event)
+            case TaskFailed(task_id=tid, instance=name):
+                self._on_failed(tid, name)
+            case InstanceUp(instance=name):
+                self._set_up(name, True)
+            case InstanceDown(instance=name):
+                self._set_up(name, False)
+            case _:  # Tick
+                self._on_tick(now)
+        self._pump()
+        self._announce_timer()
+        out, self._out = self._out, []
+        return out
+
+    # -- arrivals, batches and groups --------------------------------------------
+
+    def _on_query(self, event: QueryArrived, now: float) -> None:
+        if event.query_id in self._queries:
+            raise ValueError(f"query id {event.query_id} is already outstanding")
+        if len(self._queries) >= self.config.max_outstanding:
+            msg = f"model is at its admission limit of {self.config.max_outstanding} queries"
+            self._out.append(Fail(event.query_id, ErrorKind.RESOURCE_EXHAUSTED, msg))
+            return
+        query = _Query(event.query_id, event.payload, event.require_original)
+        self._queries[query.id] = query
+        if event.deadline is not None:
+            self._add_timer(event.deadline, _Timer.DEADLINE, query.id)
+        self._batch.append(query)
+        if len(self._batch) >= self.config.batch_size:
+            self._flush_batch(now)
+        elif len(self._batch) == 1:
+            self._add_timer(now + self.config.batch_timeout, _Timer.BATCH, self._batch_serial)
+
+    def _flush_batch(self, now: float) -> None:
+        queries, self._batch = self._batch, []
+        self._batch_serial += 1
+        task = self._new_task(PoolKind.DATA, queries)
+        if self.config.mode is Mode.REPLICATE:
+            twin = self._new_task(PoolKind.DATA, queries)
+            task.sibling, twin.sibling = twin, task
+        if self._coded and self._pools[PoolKind.PARITY].instances:
+            self._join_group(task, now)
+        self._enqueue(task)
+        if task.sibling is not None:
+            self._enqueue(task.sibling)
+
+    def _new_task(self, pool: PoolKind, queries: list[_Query]) -> _Task:
+        task = _Task(next(self._task_ids), pool, queries)
+        for row, query in enumerate(queries):
+            query.task, query.row = task, row
+        self._tasks[task.id] = task
+        return task
+
+    def _join_group(self, task: _Task, now: float) -> None:
+        group = self._group
+        if group is None:
+            group = self._group = _Group(next(self._group_ids), opened_at=now)
+            self._add_timer(now + self.config.group_timeout, _Timer.GROUP, group.id)
+        task.group = group
+        group.slots.append(task)
+        if len(group.slots) == self.config.k:
+            self._close_group(group, now)
+
+    def _close_group(self, group: _Group, now: float) -> None:
+        self._group = None
+        group.closed = True
+        filled = len(group.slots)
+        protected = filled == self.config.k or self.config.partial is PartialPolicy.PAD
+        self._out.append(GroupClosed(group.id, filled, now - group.opened_at, protected))
+        if protected and self._parity_useful(group):
+            group.parity = self._new_task(PoolKind.PARITY, [])
+            group.parity.group = group
+            self._enqueue(group.parity)
+
+    # -- timers -------------------------------------------------------------------
+
+    def _add_timer(self, at: float, kind: _Timer, ref: int) -> None:
+        heapq.heappush(self._timers, (at, next(self._timer_seq), kind, ref))
+
+    def _timer_live(self, kind: _Timer, ref: int) -> bool:
+        if kind is _Timer.DEADLINE:
+            return ref in self._queries
+        if kind is _Timer.BATCH:
+            return ref == self._batch_serial and bool(self._batch)
+        return self._group is not None and self._group.id == ref
+
+    def _on_tick(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, ref = heapq.heappop(self._timers)
+            if not self._timer_live(kind, ref):
+                continue
+            if kind is _Timer.DEADLINE:
+                self._expire(self._queries[ref])
+            elif kind is _Timer.BATCH:
+                self._flush_batch(now)
+            else:
+                if self._batch:  # the group's last task is still filling: send it now
+                    self._flush_batch(now)
+                if self._group is not None:
+                    self._close_group(self._group, now)
+
+    def _announce_timer(self) -> None:
+        while self._timers and not self._timer_live(self._timers[0][2], self._timers[0][3]):
+            heapq.heappop(self._timers)
+        at = self._timers[0][0] if self._timers else None
+        if at is not None and at != self._announced:
+            self._out.append(SetTimer(at))
+        self._announced = at
+
+    def _expire(self, query: _Query) -> None:
+        self._settle(query)
+        if self.config.has_default:
+            self._out.append(Answer(query.id, Source.DEFAULT))
+        else:
+            msg = "no output was ready before the query's deadline"
+            self._out.append(Fail(query.id, ErrorKind.DEADLINE_EXCEEDED, msg))
+        self._prune(query.task)
+
+    # -- dispatch -------------------------------------------------------------------
+
+    def _enqueue(self, task: _Task, *, front: bool = False) -> None:
+        task.state = _State.QUEUED
+        self._pools[task.pool].policy.push(task, front=front)
+
+    @staticmethod
+    def _eligible(task: _Task, instance: str) -> bool:
+        twin = task.sibling
+        return twin is None or twin.state is not _State.RUNNING or twin.instance != instance
+
+    def _pump(self) -> None:
+        for pool in self._pools.values():
+            for name in list(pool.free):
+                if not pool.policy:
+                    break
+                inst = pool.instances[name]
+                while len(inst.running) < inst.spec.max_inflight:
+                    task = pool.policy.pull(name, self._eligible)
+                    if task is None:
+                        break
+                    self._send(task, inst)
+                pool.refresh(name)
+
+    def _send(self, task: _Task, inst: _Instance) -> None:
+        task.state, task.instance = _State.RUNNING, inst.spec.name
+        task.sends += 1
+        inst.running.add(task.id)
+        if task.pool is PoolKind.DATA:
+            self._out.append(
+                SendData(task.id, inst.spec.name, tuple(q.payload for q in task.queries))
+            )
+        else:
+            assert task.group is not None
+            slots = tuple(tuple(q.payload for q in t.queries) for t in task.group.slots)
+            self._out.append(SendParity(task.id, inst.spec.name, slots))
+
+    def _release(self, task_id: int, name: str) -> _Task | None:
+        """Free the instance's slot; the task if its result still counts, else None."""
+        inst = self._instance(name)
+        if task_id not in inst.running:
+            return None  # a result from before the instance was marked down
+        inst.running.discard(task_id)
+        self._pools[self._pool_of[name]].refresh(name)
+        task = self._tasks.get(task_id)
+        if task is None or task.state is not _State.RUNNING or task.instance != name:
+            return None
+        return task
+
+    def _cancel(self, task: _Task, reason: str) -> None:
+        if task.state is _State.QUEUED and self._pools[task.pool].policy.discard(task):
+            self._out.append(Cancelled(task.id, task.pool, reason))
+        self._forget(task)
+
+    def _forget(self, task: _Task) -> None:
+        task.state = _State.GONE
+        self._tasks.pop(task.id, None)
+
+    # -- results ----------------------------------------------------------------------
+
+    def _on_completed(self, event: TaskCompleted) -> None:
+        task = self._release(event.task_id, event.instance)
+        if task is None:
+            return
+        task.output, task.has_output = event.output, True
+        self._tasks.pop(task.id, None)
+        task.state = _State.DONE
+        for query in task.queries:
+            if not query.settled:
+                self._settle(query)
+                self._out.append(Answer(query.id, Source.ORIGINAL, event.output, query.row))
+        if task.sibling is not None:
+            self._cancel(task.sibling, "its replica answered first")
+        if task.group is not None:
+            self._try_decode(task.group)
+        self._prune(task)
+
+    def _on_failed(self, task_id: int, name: str) -> None:
+        task = self._release(task_id, name)
+        if task is not None:
+            self._retry(task)
+
+    def _retry(self, task: _Task) -> None:
+        twin = task.sibling
+        if twin is not None and twin.state in (_State.QUEUED, _State.RUNNING):
+            self._forget(task)  # the other copy carries on
+            return
+        # No decoding here: had the parity and the other outputs been in, this
+        # task's queries would have been reconstructed when the last of them came.
+        if not self._useful(task):
+            self._forget(task)
+        elif task.sends < self.config.max_attempts:
+            self._enqueue(task, front=True)
+        else:
+            self._forget(task)
+            self._give_up(task)
+
+    def _give_up(self, task: _Task) -> None:
+        msg = f"the model's instances failed this query {task.sends} times"
+        for query in task.queries:
+            if not query.settled:
+                self._settle(query)
+                self._out.append(Fail(query.id, ErrorKind.UNAVAILABLE, msg))
+        self._prune(task)
+
+    def _set_up(self, name: str, up: bool) -> None:
+        inst = self._instance(name)
+        if inst.up == up:
+            return
+        inst.up = up
+        pool = self._pools[self._pool_of[name]]
+        if up:
+            pool.policy.instance_up(name)
+        else:
+            pool.policy.instance_down(name)
+            lost = [self._tasks.get(tid) for tid in sorted(inst.running)]
+            inst.running.clear()
+            for task in lost:
+                if task is not None and task.state is _State.RUNNING and task.instance == name:
+                    self._retry(task)
+        pool.refresh(name)
+
+    # -- decoding and pruning -----------------------------------------------------------
+
+    def _try_decode(self, group: _Group) -> None:
+        parity = group.parity
+        if parity is None or not parity.has_output:
+            return
+        missing = [i for i, t in enumerate(group.slots) if not t.has_output]
+        if len(missing) != 1:
+            return
+        lost = group.slots[missing[0]]
+        answers = tuple(
+            (q.id, q.row) for q in lost.queries if not q.settled and not q.require_original
+        )
+        if not answers:
+            return
+        for qid, _ in answers:
+            self._settle(self._queries[qid])
+        outputs = tuple(t.output if t.has_output else None for t in group.slots)
+        sizes = tuple(len(t.queries) for t in group.slots)
+        self._out.append(Reconstruct(group.id, missing[0], parity.output, outputs, sizes, answers))
+        self._prune(lost)
+
+    def _useful(self, task: _Task) -> bool:
+        group = task.group
+        if task.pool is PoolKind.PARITY:
+            assert group is not None
+            return self._parity_useful(group)
+        members = task.queries if group is None else [q for t in group.slots for q in t.queries]
+        return any(not q.settled for q in members)
+
+    @staticmethod
+    def _parity_useful(group: _Group) -> bool:
+        return any(
+            not q.settled and not q.require_original
+            for t in group.slots
+            if not t.has_output
+            for q in t.queries
+        )
+
+    def _prune(self, task: _Task | None) -> None:
+        """Cancel queued tasks related to ``task`` that can no longer help."""
+        if task is None:
+            return  # the query is still waiting to fill a batch
+        group = task.group
+        related = [task] if group is None else [*group.slots, group.parity]
+        for other in related:
+            if other is not None and other.state is _State.QUEUED and not self._useful(other):
+                self._cancel(other, "no longer needed")
+
+    def _settle(self, query: _Query) -> None:
+        query.settled = True
+        del self._queries[query.id]
+        if query.task is None:  # still in the filling batch: take it out
+            self._batch.remove(query)
+
+    def _instance(self, name: str) -> _Instance:
+        try:
+            return self._pools[self._pool_of[name]].instances[name]
+        except KeyError:
+            raise KeyError(f"unknown instance {name!r}; known: {sorted(self._pool_of)}") from None

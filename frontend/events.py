@@ -1,0 +1,213 @@
+"""The vocabulary of the coordinator: settings, the events it takes, the actions it emits.
+
+Everything here is a frozen dataclass or an enum, so events and actions can be
+compared in tests and logged as they are.  See ``frontend.core`` for how they flow.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Mode(enum.Enum):
+    """How the extra instances are used.  Equal-resources is ``NONE`` with more data
+    instances: the driver gives the parity instances to the data pool."""
+
+    CODED = "coded"
+    EQUAL_RESOURCES = "equal-resources"
+    REPLICATE = "replicate"
+    NONE = "none"
+
+
+class Source(enum.Enum):
+    """Where an answer came from: the provenance every response carries."""
+
+    ORIGINAL = "original"
+    RECONSTRUCTED = "reconstructed"
+    DEFAULT = "default"
+
+
+class ErrorKind(enum.Enum):
+    """Why a query got an error instead of an output."""
+
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+class PoolKind(enum.Enum):
+    DATA = "data"
+    PARITY = "parity"
+
+
+class PartialPolicy(enum.Enum):
+    """What to do with a group that did not fill in time."""
+
+    PAD = "pad"
+    UNPROTECTED = "unprotected"
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Settings of one model's coordinator.  Times are in seconds."""
+
+    k: int = 2
+    mode: Mode = Mode.CODED
+    batch_size: int = 1
+    batch_timeout: float = 0.002
+    group_timeout: float = 0.010
+    partial: PartialPolicy = PartialPolicy.PAD
+    max_outstanding: int = 1024
+    has_default: bool = False
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("k", "batch_size", "max_outstanding", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_timeout < 0 or self.group_timeout < 0:
+            raise ValueError("timeouts must be >= 0")
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    name: str
+    max_inflight: int = 1
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class QueryArrived:
+    query_id: int
+    payload: object
+    deadline: float | None = None
+    require_original: bool = False
+
+
+@dataclass(frozen=True)
+class QueryAbandoned:
+    """The client went away; the query needs no answer any more."""
+
+    query_id: int
+
+
+@dataclass(frozen=True)
+class TaskCompleted:
+    task_id: int
+    instance: str
+    output: object
+
+
+@dataclass(frozen=True)
+class TaskFailed:
+    task_id: int
+    instance: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceUp:
+    instance: str
+
+
+@dataclass(frozen=True)
+class InstanceDown:
+    instance: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A timer the coordinator asked for has come due."""
+
+
+Event = (
+    QueryArrived | QueryAbandoned | TaskCompleted | TaskFailed | InstanceUp | InstanceDown | Tick
+)
+
+
+# ---------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class SendData:
+    """Run the base model on ``inputs`` (one per query, in row order) on ``instance``."""
+
+    task_id: int
+    instance: str
+    inputs: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class SendParity:
+    """Encode ``slots`` (each the inputs of one data task) and run the parity model.
+
+    Fewer than k slots, or slots with fewer than B rows, are padded with zero inputs.
+    """
+
+    task_id: int
+    instance: str
+    slots: tuple[tuple[object, ...], ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer a query with row ``row`` of ``output`` (``None`` for the default output)."""
+
+    query_id: int
+    source: Source
+    output: object = None
+    row: int = 0
+
+
+@dataclass(frozen=True)
+class Reconstruct:
+    """Decode the missing slot of a group and answer ``answers`` from its rows.
+
+    ``outputs`` has one entry per real slot (``None`` at ``missing``); ``sizes`` says
+    how many rows each slot's task carried; slots beyond ``len(outputs)`` up to k,
+    and rows beyond a slot's size, were zero-padded.
+    """
+
+    group_id: int
+    missing: int
+    parity_output: object
+    outputs: tuple[object | None, ...]
+    sizes: tuple[int, ...]
+    answers: tuple[tuple[int, int], ...]  # (query_id, row)
+
+
+@dataclass(frozen=True)
+class Fail:
+    query_id: int
+    error: ErrorKind
+    message: str
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A queued task was dropped before it was sent."""
+
+    task_id: int
+    pool: PoolKind
+    reason: str
+
+
+@dataclass(frozen=True)
+class GroupClosed:
+    group_id: int
+    filled: int
+    fill_time: float
+    protected: bool
+
+
+@dataclass(frozen=True)
+class SetTimer:
+    """Deliver ``Tick`` at time ``at`` (replaces any earlier request)."""
+
+    at: float
+
+
+Action = SendData | SendParity | Answer | Reconstruct | Fail | Cancelled | GroupClosed | SetTimer
