@@ -292,6 +292,9 @@ class Coordinator:
         return self._group is not None and self._group.id == ref
 
     def _on_tick(self, now: float) -> None:
+        # A driver's timer may fire a little early; forgetting what was announced makes
+        # the still-pending earliest timer be asked for again.
+        self._announced = None
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, ref = heapq.heappop(self._timers)
             if not self._timer_live(kind, ref):

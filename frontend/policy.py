@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ class RoundRobin(Generic[T]):
         return len(self._backlog) + sum(len(q) for q in self._queues.values())
 
 
-POLICIES: dict[str, Callable[[], DispatchPolicy[object]]] = {
+POLICIES: dict[str, Callable[[], DispatchPolicy[Any]]] = {
     "single-queue": SingleQueue,
     "round-robin": RoundRobin,
 }

@@ -1,0 +1,333 @@
+"""One served model: the asyncio driver of its coordinator.
+
+``ModelService`` turns client queries into coordinator events, carries out the
+actions that come back (send to an instance, encode, decode, answer, set a timer),
+and feeds instance answers back in.  Time comes from the event loop's clock (the
+clock seam of ``frontend.clock``); the encode/decode arithmetic is ``frontend.codes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from frontend.clock import Clock, LoopClock
+from frontend.codes import make_code
+from frontend.config import InstanceAddress, ModelConfig
+from frontend.core import Coordinator
+from frontend.events import (
+    Action,
+    Answer,
+    ErrorKind,
+    Event,
+    Fail,
+    InstanceDown,
+    InstanceSpec,
+    InstanceUp,
+    Mode,
+    QueryAbandoned,
+    QueryArrived,
+    Reconstruct,
+    SendData,
+    SendParity,
+    SetTimer,
+    Source,
+    TaskCompleted,
+    TaskFailed,
+    Tick,
+)
+from frontend.policy import POLICIES
+from model_container.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
+from proto import inference_pb2 as pb
+from proto.tensors import TensorError, dtype_of, tensor_from_raw
+
+log = logging.getLogger(__name__)
+
+Array = npt.NDArray[Any]
+
+
+class QueryError(Exception):
+    """A query that gets an error instead of an output; ``status`` is a gRPC code name."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Result:
+    output: Array  # one row: (*output_shape,)
+    source: Source
+
+
+class ModelService:
+    """The frontend's side of one model: coordinator, instance links and waiting clients."""
+
+    def __init__(self, config: ModelConfig, clock: Clock | None = None) -> None:
+        from frontend.instances import InstanceLink  # grpc-dependent; keeps this module light
+
+        self.config = config
+        self.name = config.name
+        self.base = read_manifest(config.base_bundle)
+        self.input: TensorSpec = self.base.inputs[0]
+        self.output: TensorSpec = self.base.outputs[0]
+        self._in_dtype = dtype_of(self.input.datatype)
+        self._out_dtype = dtype_of(self.output.datatype)
+        self.row_bytes = math.prod(self.input.shape) * self._in_dtype.itemsize
+        data, parity = _pools(config)
+        self.parity: Manifest | None = None
+        if parity:
+            assert config.parity_bundle is not None
+            self.parity = read_manifest(config.parity_bundle)
+            check_parity_for(self.base, self.parity, k=config.k, code=config.code)
+        self.code = make_code(config.code, config.k)
+        self.core = Coordinator(
+            config.core_config(),
+            [InstanceSpec(a.name, config.max_inflight) for a in data],
+            [InstanceSpec(a.name, config.max_inflight) for a in parity],
+            policy=POLICIES[config.policy],
+        )
+        self.links = {a.name: InstanceLink(a, self.base.name, self) for a in data}
+        if self.parity is not None:
+            for a in parity:
+                self.links[a.name] = InstanceLink(a, self.parity.name, self)
+        self._data_names = {a.name for a in data}
+        self._clock = clock
+        self._futures: dict[int, asyncio.Future[Result]] = {}
+        self._ids = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._zero_output: Array | None = None  # F(0): the output of a padded slot
+        self._zero_fetch: asyncio.Task[None] | None = None
+        self._readiness = asyncio.Event()  # set whenever readiness may have changed
+        self._default: Array | None = None
+        if config.default_output is not None:
+            self._default = np.asarray(config.default_output, self._out_dtype).reshape(
+                self.output.shape
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Some data instance is up, and F(0) is known when partial groups need it."""
+        if not any(self.core.is_up(name) for name in self._data_names):
+            return False
+        return self.parity is None or self._zero_output is not None
+
+    async def wait_ready(self) -> None:
+        """Return once the model can answer."""
+        while not self.ready:
+            self._readiness.clear()
+            await self._readiness.wait()
+
+    async def run(self) -> None:
+        """Connect to every instance and keep them connected, until cancelled."""
+        if self._clock is None:
+            self._clock = LoopClock(asyncio.get_running_loop())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for link in self.links.values():
+                    group.create_task(link.run(), name=f"link-{link.name}")
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._zero_fetch is not None:
+                self._zero_fetch.cancel()
+
+    # -- queries -----------------------------------------------------------------------
+
+    async def infer(
+        self, rows: Sequence[bytes], timeout_s: float, *, require_original: bool = False
+    ) -> list[Result]:
+        """Answer each row (one query each); raise QueryError if any gets no output."""
+        if not self.ready:
+            raise QueryError("UNAVAILABLE", f"model {self.name!r} has no ready instance yet")
+        now = self._now()
+        deadline = now + timeout_s
+        loop = asyncio.get_running_loop()
+        ids: list[int] = []
+        futures: list[asyncio.Future[Result]] = []
+        try:
+            for raw in rows:
+                qid = next(self._ids)
+                future: asyncio.Future[Result] = loop.create_future()
+                self._futures[qid] = future
+                ids.append(qid)
+                futures.append(future)
+                self._feed(QueryArrived(qid, raw, deadline, require_original))
+            return [await future for future in futures]
+        except BaseException:
+            self._abandon(ids, futures)
+            raise
+
+    def _abandon(self, ids: list[int], futures: list[asyncio.Future[Result]]) -> None:
+        for qid in ids:
+            if self._futures.pop(qid, None) is not None:
+                self._feed(QueryAbandoned(qid))
+        for future in futures:
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: the first error is what the client sees
+
+    # -- the coordinator -----------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._clock is not None, "run() sets the clock"
+        return self._clock.now()
+
+    def _feed(self, event: Event) -> None:
+        for action in self.core.handle(event, self._now()):
+            self._act(action)
+
+    def _act(self, action: Action) -> None:
+        match action:
+            case SendData():
+                self._send_data(action)
+            case SendParity():
+                self._send_parity(action)
+            case Answer(query_id=qid, source=Source.DEFAULT):
+                assert self._default is not None
+                self._resolve(qid, Result(self._default, Source.DEFAULT))
+            case Answer(query_id=qid, source=source, output=output, row=row):
+                assert isinstance(output, np.ndarray)
+                self._resolve(qid, Result(output[row], source))
+            case Reconstruct():
+                self._reconstruct(action)
+            case Fail(query_id=qid, error=error, message=message):
+                self._reject(qid, QueryError(error.value, message))
+            case SetTimer(at=at):
+                self._set_timer(at)
+            case _:
+                log.debug("%s: %s", self.name, action)
+
+    def _resolve(self, qid: int, result: Result) -> None:
+        future = self._futures.pop(qid, None)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+    def _reject(self, qid: int, error: QueryError) -> None:
+        future = self._futures.pop(qid, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+    def _set_timer(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._feed(Tick())
+
+    # -- encode, send, decode ----------------------------------------------------------
+
+    def _send_data(self, action: SendData) -> None:
+        rows = action.inputs
+        request = self._request(self.base, action.task_id, len(rows), b"".join(rows))  # type: ignore[arg-type]
+        self.links[action.instance].send(action.task_id, request)
+
+    def _send_parity(self, action: SendParity) -> None:
+        assert self.parity is not None
+        batch = self.config.batch_size
+        inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
+        for slot, rows in enumerate(action.slots):
+            for row, raw in enumerate(rows):
+                inputs[slot, row] = np.frombuffer(raw, self._in_dtype).reshape(self.input.shape)  # type: ignore[call-overload]
+        parity_input = self.code.encode(inputs)  # (B, *input_shape)
+        dtype = dtype_of(self.parity.inputs[0].datatype)
+        raw = parity_input.astype(dtype, copy=False).tobytes()
+        request = self._request(self.parity, action.task_id, batch, raw)
+        self.links[action.instance].send(action.task_id, request)
+
+    @staticmethod
+    def _request(manifest: Manifest, task_id: int, rows: int, raw: bytes) -> pb.ModelInferRequest:
+        spec = manifest.inputs[0]
+        request = pb.ModelInferRequest(model_name=manifest.name, id=str(task_id))
+        request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[rows, *spec.shape])
+        request.raw_input_contents.append(raw)
+        return request
+
+    def _reconstruct(self, action: Reconstruct) -> None:
+        assert self._zero_output is not None
+        batch = self.config.batch_size
+        outputs = np.empty((self.config.k, batch, *self.output.shape), np.float32)
+        outputs[:] = self._zero_output  # padded slots and rows: the known F(0)
+        for slot, (out, size) in enumerate(zip(action.outputs, action.sizes, strict=True)):
+            if out is not None:
+                outputs[slot, :size] = np.asarray(out)
+        parity_output = np.asarray(action.parity_output, np.float32)
+        decoded = self.code.decode(parity_output, outputs, action.missing)  # (B, *out)
+        decoded = decoded.astype(self._out_dtype, copy=False)
+        for qid, row in action.answers:
+            self._resolve(qid, Result(decoded[row], Source.RECONSTRUCTED))
+
+    # -- instance links (LinkListener) ------------------------------------------------------
+
+    def link_up(self, name: str) -> None:
+        log.info("%s: instance %s is up", self.name, name)
+        self._feed(InstanceUp(name))
+        self._readiness.set()
+        if self._needs_zero_output() and name in self._data_names:
+            self._zero_fetch = asyncio.get_running_loop().create_task(self._fetch_zero(name))
+
+    def _needs_zero_output(self) -> bool:
+        fetching = self._zero_fetch is not None and not self._zero_fetch.done()
+        return self.parity is not None and self._zero_output is None and not fetching
+
+    def link_down(self, name: str, reason: str) -> None:
+        log.warning("%s: instance %s is down: %s", self.name, name, reason)
+        self._feed(InstanceDown(name))
+
+    def link_result(self, name: str, task_id: int, response: pb.ModelStreamInferResponse) -> None:
+        if response.error_message:
+            log.warning(
+                "%s: instance %s failed a call: %s", self.name, name, response.error_message
+            )
+            self._feed(TaskFailed(task_id, name, response.error_message))
+            self.links[name].fail(f"failed call: {response.error_message}")
+            return
+        try:
+            output = _first_output(response.infer_response)
+        except TensorError as exc:
+            self._feed(TaskFailed(task_id, name, str(exc)))
+            self.links[name].fail(f"malformed answer: {exc}")
+            return
+        self._feed(TaskCompleted(task_id, name, output))
+
+    async def _fetch_zero(self, name: str) -> None:
+        """Ask a data instance once for F(0), the known output of a zero-padded slot."""
+        zeros = bytes(self.row_bytes)
+        request = self._request(self.base, -1, 1, zeros)
+        try:
+            response = await self.links[name].infer(request, timeout=10.0)
+            self._zero_output = _first_output(response)[0].astype(np.float32)
+            self._readiness.set()
+        except Exception as exc:
+            log.warning("%s: could not get F(0) from %s: %s", self.name, name, exc)
+
+
+def _first_output(response: pb.ModelInferResponse) -> Array:
+    if not response.outputs or not response.raw_output_contents:
+        raise TensorError("the instance's answer has no raw output tensor")
+    out = response.outputs[0]
+    return tensor_from_raw(out.datatype, out.shape, response.raw_output_contents[0])
+
+
+def _pools(config: ModelConfig) -> tuple[tuple[InstanceAddress, ...], tuple[InstanceAddress, ...]]:
+    """(data, parity) instances: the same instances in every mode, used differently."""
+    if config.mode is Mode.CODED:
+        return config.data, config.parity
+    if config.mode is Mode.NONE:
+        return config.data, ()
+    return config.data + config.parity, ()  # equal-resources, replicate: more copies of F
+
+
+__all__ = ["ErrorKind", "ModelService", "QueryError", "Result"]

@@ -1,0 +1,87 @@
+"""Checks on client requests shared by every front door (gRPC now, HTTP too).
+
+Bad input is refused here, with a message naming what was expected and what came,
+before anything reaches the coordinator or an instance.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from frontend.model import QueryError
+from model_container.bundle import TensorSpec
+from proto.tensors import DATATYPES
+
+REQUIRE_ORIGINAL = "parm_require_original"
+TIMEOUT_MS = "timeout_ms"
+SOURCE = "parm_source"
+SOURCES = "parm_sources"
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    timeout_ms: float | None = None
+    require_original: bool = False
+
+
+def invalid(message: str) -> QueryError:
+    return QueryError("INVALID_ARGUMENT", message)
+
+
+def split_rows(
+    spec: TensorSpec,
+    name: str,
+    datatype: str,
+    shape: Sequence[int],
+    raw: bytes,
+    *,
+    max_bytes: int,
+) -> list[bytes]:
+    """The rows (one query each) of an input tensor ``[n, *spec.shape]`` in raw bytes."""
+    if name != spec.name:
+        raise invalid(f"expected input {spec.name!r}, got {name!r}")
+    if datatype != spec.datatype:
+        raise invalid(f"input {name!r}: expected datatype {spec.datatype}, got {datatype}")
+    expected = "[-1, " + ", ".join(map(str, spec.shape)) + "]"
+    if len(shape) != len(spec.shape) + 1 or tuple(shape[1:]) != spec.shape or shape[0] < 1:
+        raise invalid(f"input {name!r}: expected shape {expected}, got {list(shape)}")
+    if len(raw) > max_bytes:
+        raise invalid(f"input {name!r}: {len(raw)} bytes exceed the limit of {max_bytes}")
+    row_bytes = math.prod(spec.shape) * DATATYPES[datatype].itemsize
+    if len(raw) != shape[0] * row_bytes:
+        raise invalid(
+            f"input {name!r}: shape {list(shape)} of {datatype} needs "
+            f"{shape[0] * row_bytes} bytes, got {len(raw)}"
+        )
+    if shape[0] == 1:
+        return [raw]
+    view = memoryview(raw)
+    return [bytes(view[i * row_bytes : (i + 1) * row_bytes]) for i in range(shape[0])]
+
+
+def query_options(parameters: Mapping[str, object]) -> QueryOptions:
+    """``timeout_ms`` and ``parm_require_original`` from request parameters."""
+    timeout = parameters.get(TIMEOUT_MS)
+    if timeout is not None:
+        try:
+            timeout = float(timeout)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise invalid(f"parameter {TIMEOUT_MS}: expected a number, got {timeout!r}") from None
+        if not timeout > 0:
+            raise invalid(f"parameter {TIMEOUT_MS}: expected a positive number, got {timeout}")
+    flag = parameters.get(REQUIRE_ORIGINAL, False)
+    if isinstance(flag, str) and flag.lower() in ("true", "false", "1", "0"):
+        flag = flag.lower() in ("true", "1")
+    if not isinstance(flag, bool):
+        raise invalid(f"parameter {REQUIRE_ORIGINAL}: expected a boolean, got {flag!r}")
+    return QueryOptions(timeout, flag)
+
+
+def overall_source(sources: Sequence[str]) -> str:
+    """One word for a batch: the least trustworthy source among its rows."""
+    for word in ("default", "reconstructed"):
+        if word in sources:
+            return word
+    return "original"

@@ -1,0 +1,229 @@
+"""The frontend process: the v2 gRPC API for clients, over one ModelService per model.
+
+Clients speak the KServe v2 / Open Inference Protocol (Triton's ``tritonclient`` and
+``perf_analyzer`` work as they are).  Each response carries the parameter
+``parm_source`` (``original``, ``reconstructed`` or ``default``); a request may set
+``timeout_ms`` and ``parm_require_original``.  One exception boundary per request
+maps errors to gRPC status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from frontend.config import FrontendConfig
+from frontend.model import ModelService, QueryError
+from frontend.requests import SOURCE, SOURCES, overall_source, query_options, split_rows
+from proto import inference_pb2 as pb
+from proto import inference_pb2_grpc as pb_grpc
+from proto.tensors import get_parameters
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+class Frontend:
+    """Owns the model services and the gRPC server; start, wait until ready, stop."""
+
+    def __init__(self, config: FrontendConfig) -> None:
+        self.config = config
+        self.services = {m.name: ModelService(m) for m in config.models}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: grpc.aio.Server | None = None
+        self.grpc_port = config.grpc_port
+
+    async def start(self) -> None:
+        for service in self.services.values():
+            task = asyncio.get_running_loop().create_task(
+                service.run(), name=f"model-{service.name}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._service_ended)
+        limit = self.config.max_request_bytes + (1 << 20)
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+                *self.config.grpc_options,
+            ]
+        )
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self), server)
+        self.grpc_port = server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {self.config.host}:{self.config.grpc_port}")
+        await server.start()
+        self._server = server
+        log.info("frontend: v2 gRPC on %s:%d", self.config.host, self.grpc_port)
+
+    @property
+    def ready(self) -> bool:
+        return all(s.ready for s in self.services.values())
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once every model can answer; TimeoutError naming those that cannot."""
+        try:
+            async with asyncio.timeout(timeout):
+                for service in self.services.values():
+                    await service.wait_ready()
+        except TimeoutError:
+            waiting = [s.name for s in self.services.values() if not s.ready]
+            raise TimeoutError(f"models not ready after {timeout:.0f} s: {waiting}") from None
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting, let calls in flight finish for ``grace`` seconds, then cancel."""
+        if self._server is not None:
+            await self._server.stop(grace)
+        for task in list(self._tasks):
+            task.cancel("frontend stopping")
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _service_ended(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("model service %s crashed", task.get_name(), exc_info=task.exception())
+
+    async def answer(
+        self, request: pb.ModelInferRequest, time_left: float | None
+    ) -> pb.ModelInferResponse:
+        """Validate, run and package one inference request; raises QueryError."""
+        service = self.services.get(request.model_name)
+        if service is None:
+            raise QueryError(
+                "NOT_FOUND",
+                f"unknown model {request.model_name!r}; serving {sorted(self.services)}",
+            )
+        if len(request.inputs) != 1:
+            raise QueryError(
+                "INVALID_ARGUMENT", f"expected 1 input tensor, got {len(request.inputs)}"
+            )
+        tensor = request.inputs[0]
+        if len(request.raw_input_contents) != 1:
+            raise QueryError(
+                "INVALID_ARGUMENT",
+                f"input {tensor.name!r}: expected its data in raw_input_contents "
+                f"(1 entry), got {len(request.raw_input_contents)} entries",
+            )
+        for wanted in request.outputs:
+            if wanted.name != service.output.name:
+                raise QueryError(
+                    "INVALID_ARGUMENT",
+                    f"unknown output {wanted.name!r}; expected {service.output.name!r}",
+                )
+        rows = split_rows(
+            service.input,
+            tensor.name,
+            tensor.datatype,
+            tensor.shape,
+            request.raw_input_contents[0],
+            max_bytes=self.config.max_request_bytes,
+        )
+        options = query_options(get_parameters(request.parameters))
+        timeout = self._timeout(service, options.timeout_ms, time_left)
+        results = await service.infer(rows, timeout, require_original=options.require_original)
+        response = pb.ModelInferResponse(model_name=service.name, model_version="1", id=request.id)
+        spec = service.output
+        response.outputs.add(name=spec.name, datatype=spec.datatype, shape=[len(rows), *spec.shape])
+        response.raw_output_contents.append(b"".join(r.output.tobytes() for r in results))
+        sources = [r.source.value for r in results]
+        response.parameters[SOURCE].string_param = overall_source(sources)
+        if len(sources) > 1:
+            response.parameters[SOURCES].string_param = ",".join(sources)
+        return response
+
+    def _timeout(
+        self, service: ModelService, timeout_ms: float | None, time_left: float | None
+    ) -> float:
+        """Seconds to the query's deadline: the tightest of the client's limits, else the SLO."""
+        limits = [t for t in (time_left, timeout_ms and timeout_ms / 1000) if t]
+        if limits:
+            return min(limits)
+        slo = service.config.slo_ms or self.config.max_deadline_ms
+        return slo / 1000
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    """GRPCInferenceService over a Frontend."""
+
+    def __init__(self, frontend: Frontend) -> None:
+        self._frontend = frontend
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Any
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Any
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._frontend.ready)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Any
+    ) -> pb.ModelReadyResponse:
+        service = await self._service(request.name, context)
+        return pb.ModelReadyResponse(ready=service.ready)
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Any
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="parm-frontend", version=VERSION, extensions=["parm"])
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Any
+    ) -> pb.ModelMetadataResponse:
+        service = await self._service(request.name, context)
+        meta = pb.ModelMetadataResponse(name=service.name, versions=["1"], platform="parm")
+        for spec, field in ((service.input, meta.inputs), (service.output, meta.outputs)):
+            field.add(name=spec.name, datatype=spec.datatype, shape=[-1, *spec.shape])
+        return meta
+
+    async def ModelInfer(
+        self, request: pb.ModelInferRequest, context: Any
+    ) -> pb.ModelInferResponse:
+        try:
+            return await self._frontend.answer(request, context.time_remaining())
+        except QueryError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.status), exc.message)
+            raise  # unreachable: abort raises
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> None:
+        """Answers each request as soon as it is ready, so they may come back out of order."""
+        lock = asyncio.Lock()
+
+        async def one(request: pb.ModelInferRequest) -> None:
+            try:
+                reply = pb.ModelStreamInferResponse(
+                    infer_response=await self._frontend.answer(request, context.time_remaining())
+                )
+            except QueryError as exc:
+                reply = pb.ModelStreamInferResponse(
+                    error_message=f"{exc.status}: {exc.message}",
+                    infer_response=pb.ModelInferResponse(
+                        id=request.id, model_name=request.model_name
+                    ),
+                )
+            async with lock:
+                await context.write(reply)
+
+        async with asyncio.TaskGroup() as group:
+            async for request in request_iterator:
+                group.create_task(one(request))
+
+    async def _service(self, name: str, context: Any) -> ModelService:
+        service = self._frontend.services.get(name)
+        if service is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
+        assert service is not None
+        return service
