@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -79,9 +79,10 @@ class InstanceLink:
         self.model_name = model_name
         self._listener = listener
         self._backoff = backoff
-        self._channel = grpc.aio.insecure_channel(address.grpc, options=CHANNEL_OPTIONS)
-        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # gRPC aio objects belong to the loop they are made in: made in run().
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+        self._health: Any = None
         self._use_health_service = True
         self._transport: _Transport | None = None
         # Task ids sent and not yet answered, in send order.  Answers are matched by
@@ -112,6 +113,9 @@ class InstanceLink:
 
     async def run(self) -> None:
         """Keep the instance connected until cancelled."""
+        self._channel = grpc.aio.insecure_channel(self.address.grpc, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
         try:
             while True:
                 await self._until_healthy()
@@ -203,8 +207,8 @@ class _FramedProtocol(asyncio.Protocol):
         self._done: asyncio.Future[str] = loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not registered subclasses of asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -37,9 +37,11 @@ class Frontend:
         self.services = {m.name: ModelService(m) for m in config.models}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
+        self._crashed: asyncio.Future[None] | None = None  # made in start(), in the loop
         self.grpc_port = config.grpc_port
 
     async def start(self) -> None:
+        self._crashed = asyncio.get_running_loop().create_future()
         for service in self.services.values():
             task = asyncio.get_running_loop().create_task(
                 service.run(), name=f"model-{service.name}"
@@ -68,14 +70,28 @@ class Frontend:
         return all(s.ready for s in self.services.values())
 
     async def wait_ready(self, timeout: float) -> None:
-        """Return once every model can answer; TimeoutError naming those that cannot."""
-        try:
-            async with asyncio.timeout(timeout):
-                for service in self.services.values():
-                    await service.wait_ready()
-        except TimeoutError:
+        """Return once every model can answer.
+
+        TimeoutError names the models that cannot; a model service that crashed while
+        starting raises RuntimeError at once instead of leaving the caller waiting.
+        """
+        assert self._crashed is not None, "start() first"
+        ready: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(s.wait_ready() for s in self.services.values()))
+        )
+        waits: list[asyncio.Future[Any]] = [ready, self._crashed]
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+        if self._crashed in done:
+            raise RuntimeError(
+                "a model service crashed while starting"
+            ) from self._crashed.exception()
+        if ready not in done:
             waiting = [s.name for s in self.services.values() if not s.ready]
-            raise TimeoutError(f"models not ready after {timeout:.0f} s: {waiting}") from None
+            raise TimeoutError(f"models not ready after {timeout:.0f} s: {waiting}")
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, let calls in flight finish for ``grace`` seconds, then cancel."""
@@ -89,8 +105,11 @@ class Frontend:
 
     def _service_ended(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("model service %s crashed", task.get_name(), exc_info=task.exception())
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("model service %s crashed", task.get_name(), exc_info=error)
+            if self._crashed is not None and not self._crashed.done():
+                self._crashed.set_exception(error)
+                self._crashed.exception()  # retrieved: it is logged above
 
     async def answer(
         self, request: pb.ModelInferRequest, time_left: float | None

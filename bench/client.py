@@ -1,0 +1,106 @@
+"""A load client that runs in its own process: ``python -m bench.client ...``.
+
+Closed loop: ``concurrency`` workers each send a query and wait for its answer, over
+v2 gRPC unary calls, the way most clients talk to a server.  Latency is measured
+here, at the client; warm-up queries are excluded.  Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from bench.stats import summarize
+from proto import inference_pb2 as pb
+from proto import inference_pb2_grpc as pb_grpc
+from proto.tensors import dtype_of, make_infer_request
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    url: str
+    model: str
+    concurrency: int
+    queries: int
+    warmup: int = 200
+
+
+async def run_closed_loop(spec: ClosedLoop) -> dict[str, object]:
+    async with grpc.aio.insecure_channel(spec.url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name=spec.model), timeout=10)
+        tensor = meta.inputs[0]
+        rng = np.random.default_rng(0)
+        shape = [1, *tensor.shape[1:]]
+        requests = [
+            make_infer_request(
+                spec.model, {tensor.name: rng.random(shape).astype(dtype_of(tensor.datatype))}
+            )
+            for _ in range(64)
+        ]
+        latencies: list[float] = []
+        sources: Counter[str] = Counter()
+        errors: Counter[str] = Counter()
+        remaining = spec.warmup + spec.queries
+
+        async def worker(offset: int) -> None:
+            nonlocal remaining
+            i = offset
+            while remaining > 0:
+                remaining -= 1
+                measured = remaining < spec.queries
+                began = time.perf_counter()
+                try:
+                    response = await stub.ModelInfer(requests[i % len(requests)])
+                except grpc.aio.AioRpcError as exc:
+                    errors[exc.code().name] += 1
+                    continue
+                if measured:
+                    latencies.append(time.perf_counter() - began)
+                    param = response.parameters.get("parm_source")
+                    sources[param.string_param if param is not None else "original"] += 1
+                i += 1
+
+        # Warm-up first (not timed for throughput), then the measured run.
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
+        elapsed = time.perf_counter() - began
+        measured_share = spec.queries / (spec.queries + spec.warmup)
+        result = summarize(latencies)
+        result.update(
+            concurrency=spec.concurrency,
+            throughput_qps=len(latencies) / (elapsed * measured_share) if latencies else 0.0,
+            sources=dict(sources),
+            errors=dict(errors),
+        )
+        return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.client", description=__doc__)
+    p.add_argument("--url", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--queries", type=int, default=2000)
+    p.add_argument("--warmup", type=int, default=200)
+    a = p.parse_args(argv)
+    spec = ClosedLoop(a.url, a.model, a.concurrency, a.queries, a.warmup)
+    try:
+        import uvloop
+
+        result = uvloop.run(run_closed_loop(spec))
+    except ImportError:
+        result = asyncio.run(run_closed_loop(spec))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""``parm``: the command line.  Thin: each subcommand parses options and calls a package.
+
+parm up        start a local cluster (the demo model when none is named)
+parm predict   send a few queries and print each answer with its provenance
+parm bench     benchmarks (``parm bench overhead``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from deploy.spec import DeploymentError
+
+T = TypeVar("T")
+
+
+def parm_home() -> Path:
+    """Where parm caches demo bundles and writes logs (``$PARM_HOME``, else ~/.cache/parm)."""
+    return Path(os.environ.get("PARM_HOME", Path.home() / ".cache" / "parm"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.run(args)
+        return code
+    except (DeploymentError, OSError, TimeoutError, ValueError) as exc:
+        print(f"parm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="start a local cluster")
+    up.add_argument("--config", type=Path, help="TOML deployment file (several models)")
+    up.add_argument("--base", type=Path, help="base model bundle (default: the demo)")
+    up.add_argument("--parity", type=Path, help="parity model bundle")
+    up.add_argument("--name", help="model name clients use (default: the base manifest's)")
+    up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
+    up.add_argument("--data-instances", type=int, help="default: k")
+    up.add_argument("--parity-instances", type=int, default=1)
+    up.add_argument(
+        "--mode", default="coded", choices=["coded", "equal-resources", "replicate", "none"]
+    )
+    up.add_argument("--grpc-port", type=int, default=8001)
+    up.add_argument("--device", default="auto", help="auto, cpu, cuda (instances)")
+    up.add_argument(
+        "--inject", action="append", default=[], metavar="NAME:delay_ms=D[,prob=P][,fail_prob=Q]"
+    )
+    up.set_defaults(run=_up)
+
+    predict = sub.add_parser("predict", help="send demo queries and show each answer's provenance")
+    predict.add_argument("--url", default="127.0.0.1:8001", help="frontend gRPC address")
+    predict.add_argument("--model", default="digits")
+    predict.add_argument("-n", type=int, default=8, help="number of queries")
+    predict.add_argument("--timeout-ms", type=float)
+    predict.add_argument("--require-original", action="store_true")
+    predict.set_defaults(run=_predict)
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        required=True, metavar="BENCH"
+    )
+    overhead = bench.add_parser("overhead", help="latency and throughput through the frontend")
+    overhead.add_argument("--queries", type=int, default=3000, help="measured queries per point")
+    overhead.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    overhead.add_argument("--no-append", action="store_true", help="print only")
+    overhead.set_defaults(run=_bench_overhead)
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    from deploy.local import LocalCluster, serve_until_signalled
+    from deploy.spec import Deployment, ModelDeployment, assign_injections, load_deployment
+    from frontend.events import Mode
+
+    if args.config is not None:
+        deployment = load_deployment(args.config)
+        models = assign_injections(deployment.models, args.inject)
+        deployment = Deployment(
+            models, deployment.host, deployment.grpc_port, deployment.device, deployment.threads
+        )
+    else:
+        base, parity, name = args.base, args.parity, args.name
+        if base is None:
+            base, parity, name = _demo_bundles(args.k)
+        if name is None:
+            from model_container.bundle import read_manifest
+
+            name = read_manifest(base).name
+        model = ModelDeployment(
+            name=name,
+            base=base,
+            parity=parity,
+            k=args.k,
+            mode=Mode(args.mode),
+            data_instances=args.data_instances or args.k,
+            parity_instances=args.parity_instances,
+        )
+        deployment = Deployment(
+            assign_injections([model], args.inject), grpc_port=args.grpc_port, device=args.device
+        )
+
+    async def run() -> None:
+        cluster = LocalCluster(deployment, parm_home() / "logs")
+        print("starting instances...", flush=True)
+        async with cluster:
+            print("ready:")
+            for line in cluster.endpoints():
+                print("  " + line)
+            print(f"instance logs: {cluster.log_dir}")
+            print("try: .venv/bin/parm predict      stop: Ctrl-C", flush=True)
+            await serve_until_signalled(cluster)
+
+    _run_loop(run())
+    return 0
+
+
+def _demo_bundles(k: int) -> tuple[Path, Path, str]:
+    from train.demo import ensure_demo
+
+    print(
+        f"preparing the demo model 'digits' (k={k}); the first run trains it (under a minute)...",
+        flush=True,
+    )
+    demo = ensure_demo(k, parm_home() / "demo")
+    m = demo.metrics
+    print(
+        f"demo model digits: A_a = {m['A_a']:.1%} (available), "
+        f"A_d = {m['A_d']:.1%} (degraded: reconstructed, k={k})",
+        flush=True,
+    )
+    return demo.base_dir, demo.parity_dir, "digits"
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from deploy.predict import predict
+
+    return _run_loop(predict(args.url, args.model, args.n, args.timeout_ms, args.require_original))
+
+
+def _bench_overhead(args: argparse.Namespace) -> int:
+    from bench.overhead import run_overhead
+
+    return _run_loop(
+        run_overhead(args.queries, None if args.no_append else args.results, parm_home())
+    )
+
+
+def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+    except ImportError:  # optional: plain asyncio works, a little slower
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The local launcher: every instance a child process, the frontend in this process.
+
+``LocalCluster`` starts one model container per instance, supervises them (a dead
+instance is restarted, with back-off, while the frontend treats it as down until its
+health check passes again), runs the frontend in this process's event loop, and on
+``stop()`` shuts everything down in order: the frontend stops accepting and drains,
+then the children get SIGTERM, then SIGKILL.  Children also get SIGTERM from the
+kernel if this process dies without cleaning up (``PR_SET_PDEATHSIG``), so none
+outlives ``parm up``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.spec import Deployment, Injection, ModelDeployment
+from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
+from frontend.server import Frontend
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 5.0
+RESTART_BACKOFF_S = (0.5, 10.0)
+
+
+@dataclass
+class Instance:
+    """One supervised model container."""
+
+    model: str
+    name: str
+    bundle: Path
+    grpc_port: int
+    stream_port: int
+    injection: Injection
+    process: asyncio.subprocess.Process | None = None
+    seed: int = 0  # of the injected faults: reproducible runs
+    restarts: int = 0
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def address(self) -> InstanceAddress:
+        return InstanceAddress(
+            self.name, f"127.0.0.1:{self.grpc_port}", f"127.0.0.1:{self.stream_port}"
+        )
+
+
+class LocalCluster:
+    """A whole deployment on this machine."""
+
+    def __init__(self, deployment: Deployment, log_dir: Path) -> None:
+        self.deployment = deployment
+        self.log_dir = log_dir
+        self.instances: dict[tuple[str, str], Instance] = {}
+        for model in deployment.models:
+            for name in model.instance_names():
+                self.instances[model.name, name] = Instance(
+                    model.name,
+                    name,
+                    model.bundle_for(name),
+                    _free_port(),
+                    _free_port(),
+                    model.inject.get(name, Injection()),
+                    seed=len(self.instances),
+                )
+        self.frontend = Frontend(self.frontend_config())
+        self._supervisors: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    def frontend_config(self) -> FrontendConfig:
+        d = self.deployment
+        return FrontendConfig(
+            models=tuple(self._model_config(m) for m in d.models),
+            host=d.host,
+            grpc_port=d.grpc_port,
+        )
+
+    def _model_config(self, model: ModelDeployment) -> ModelConfig:
+        def addresses(prefix: str) -> tuple[InstanceAddress, ...]:
+            return tuple(
+                inst.address
+                for (m, name), inst in self.instances.items()
+                if m == model.name and name.startswith(prefix)
+            )
+
+        return ModelConfig(
+            name=model.name,
+            base_bundle=model.base,
+            parity_bundle=model.parity,
+            data=addresses("data-"),
+            parity=addresses("parity-"),
+            mode=model.mode,
+            k=model.k,
+            **model.settings,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self, ready_timeout: float = 180.0) -> None:
+        """Start every instance and the frontend; return when all models can answer."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for inst in self.instances.values():
+            task = loop.create_task(self._supervise(inst), name=f"supervise-{inst.name}")
+            self._supervisors.add(task)
+            task.add_done_callback(self._supervisors.discard)
+        await self.frontend.start()
+        await self.frontend.wait_ready(ready_timeout)
+
+    async def stop(self) -> None:
+        """Frontend first (drain), then the children: SIGTERM, then SIGKILL."""
+        self._stopping = True
+        await self.frontend.stop()
+        for task in list(self._supervisors):
+            task.cancel("cluster stopping")
+        await asyncio.gather(*(self._terminate(inst) for inst in self.instances.values()))
+        for task in list(self._supervisors):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def kill(self, model: str, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send a signal to one instance's process (fault experiments, tests)."""
+        process = self.instances[model, name].process
+        if process is None or process.returncode is not None:
+            raise ProcessLookupError(f"instance {model}/{name} is not running")
+        process.send_signal(sig)
+
+    # -- supervision -------------------------------------------------------------------
+
+    async def _supervise(self, inst: Instance) -> None:
+        loop = asyncio.get_running_loop()
+        delay = RESTART_BACKOFF_S[0]
+        while not self._stopping:
+            began = loop.time()
+            with (self.log_dir / f"{inst.model}-{inst.name}.log").open("ab") as out:
+                inst.process = await asyncio.create_subprocess_exec(
+                    *self._command(inst),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    preexec_fn=_die_with_parent,
+                    # Own session: a terminal's Ctrl-C reaches only the launcher, which
+                    # then stops the children in order.
+                    start_new_session=True,
+                )
+            inst.started.set()
+            code = await inst.process.wait()
+            if self._stopping:
+                return
+            inst.restarts += 1
+            log.warning(
+                "instance %s/%s exited with %s; restarting (restart %d)",
+                inst.model,
+                inst.name,
+                code,
+                inst.restarts,
+            )
+            if loop.time() - began > 30:
+                delay = RESTART_BACKOFF_S[0]  # it ran a good while: not a crash loop
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_BACKOFF_S[1])
+
+    def _command(self, inst: Instance) -> list[str]:
+        d = self.deployment
+        return [
+            sys.executable, "-m", "model_container",
+            "--bundle", str(inst.bundle),
+            "--host", "127.0.0.1",
+            "--port", str(inst.grpc_port),
+            "--stream-port", str(inst.stream_port),
+            "--device", d.device,
+            "--threads", str(d.threads),
+            "--seed", str(inst.seed),
+            *inst.injection.container_args(),
+        ]  # fmt: skip
+
+    @staticmethod
+    async def _terminate(inst: Instance) -> None:
+        process = inst.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_GRACE_S)
+        except TimeoutError:
+            log.warning("instance %s/%s ignored SIGTERM; killing it", inst.model, inst.name)
+            process.kill()
+            await process.wait()
+
+    def endpoints(self) -> Iterator[str]:
+        d = self.deployment
+        yield f"frontend  v2 gRPC  {d.host}:{self.frontend.grpc_port}"
+        for inst in self.instances.values():
+            role = inst.bundle.name
+            yield (
+                f"{inst.model}/{inst.name:<9} grpc 127.0.0.1:{inst.grpc_port}  "
+                f"stream 127.0.0.1:{inst.stream_port}  ({role})"
+            )
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the launcher dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def serve_until_signalled(cluster: LocalCluster) -> None:
+    """Run until SIGINT or SIGTERM, then stop in order and restore the handlers."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await cluster.stop()
