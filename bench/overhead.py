@@ -21,6 +21,7 @@ from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
 from frontend.events import Mode
 
+MODEL = "digits"
 CONCURRENCY = (1, 16)
 MODES = (Mode.CODED, Mode.NONE)
 
@@ -43,18 +44,18 @@ async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list
     rows: list[dict[str, Any]] = []
     for mode in MODES:
         model = ModelDeployment(
-            "digits", base, parity, k=2, mode=mode, data_instances=2, parity_instances=1
+            MODEL, base, parity, k=2, mode=mode, data_instances=2, parity_instances=1
         )
         cluster = LocalCluster(Deployment((model,), grpc_port=0), log_dir)
         async with cluster:
             url = f"127.0.0.1:{cluster.frontend.grpc_port}"
             for concurrency in CONCURRENCY:
-                result = await client(url, "digits", concurrency, queries)
+                result = await client(url, MODEL, concurrency, queries)
                 rows.append({"path": "frontend", "mode": mode.value, **result})
             if mode is Mode.CODED:
-                direct = f"127.0.0.1:{cluster.instances['digits', 'data-0'].grpc_port}"
+                direct = f"127.0.0.1:{cluster.instances[MODEL, 'data-0'].grpc_port}"
                 for concurrency in CONCURRENCY:
-                    result = await client(direct, "digits", concurrency, queries)
+                    result = await client(direct, MODEL, concurrency, queries)
                     rows.append({"path": "instance", "mode": "direct", **result})
     return rows
 
