@@ -5,16 +5,16 @@ instance is restarted, with back-off, while the frontend treats it as down until
 health check passes again), runs the frontend in this process's event loop, and on
 ``stop()`` shuts everything down in order: the frontend stops accepting and drains,
 then the children get SIGTERM, then SIGKILL.  Children also get SIGTERM from the
-kernel if this process dies without cleaning up (``PR_SET_PDEATHSIG``), so none
-outlives ``parm up``.
+kernel if this process dies without cleaning up (each container asks for
+``PR_SET_PDEATHSIG`` with ``--exit-with-parent``), so none outlives ``parm up``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
+import os
 import signal
 import socket
 import sys
@@ -28,7 +28,6 @@ from frontend.server import Frontend
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 5.0
 RESTART_BACKOFF_S = (0.5, 10.0)
 
@@ -159,7 +158,6 @@ class LocalCluster:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=out,
                     stderr=out,
-                    preexec_fn=_die_with_parent,
                     # Own session: a terminal's Ctrl-C reaches only the launcher, which
                     # then stops the children in order.
                     start_new_session=True,
@@ -192,6 +190,7 @@ class LocalCluster:
             "--device", d.device,
             "--threads", str(d.threads),
             "--seed", str(inst.seed),
+            "--exit-with-parent", str(os.getpid()),
             *inst.injection.container_args(),
         ]  # fmt: skip
 
@@ -217,12 +216,6 @@ class LocalCluster:
                 f"{inst.model}/{inst.name:<9} grpc 127.0.0.1:{inst.grpc_port}  "
                 f"stream 127.0.0.1:{inst.stream_port}  ({role})"
             )
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the launcher dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:

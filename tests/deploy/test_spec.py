@@ -1,0 +1,137 @@
+from pathlib import Path
+
+import pytest
+
+from deploy.spec import (
+    DeploymentError,
+    Injection,
+    ModelDeployment,
+    assign_injections,
+    load_deployment,
+    parse_injection,
+)
+from frontend.events import Mode, PartialPolicy
+
+
+def test_parse_injection() -> None:
+    assert parse_injection("data-0:delay_ms=200,prob=0.1") == ("data-0", Injection(200, 0.1))
+    assert parse_injection("m/parity-0:fail_prob=0.5") == ("m/parity-0", Injection(fail_prob=0.5))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data-0", "expected NAME:key=value"),
+        ("data-0:speed=3", "expected delay_ms=, prob= or fail_prob="),
+        ("data-0:delay_ms=fast", "delay_ms must be a number"),
+        ("data-0:delay_ms=1,prob=2", r"prob must be within \[0, 1\]"),
+    ],
+)
+def test_bad_injections_say_what_is_expected(text: str, message: str) -> None:
+    with pytest.raises(DeploymentError, match=message):
+        parse_injection(text)
+
+
+def test_injection_becomes_container_flags() -> None:
+    assert Injection(100, 0.5, 0.1).container_args() == [
+        "--delay-ms", "100", "--delay-prob", "0.5", "--fail-prob", "0.1",
+    ]  # fmt: skip
+    assert Injection().container_args() == []
+
+
+def model(**kw: object) -> ModelDeployment:
+    return ModelDeployment("m", Path("base"), Path("parity"), **kw)  # type: ignore[arg-type]
+
+
+def test_instances_and_bundles_by_mode() -> None:
+    coded = model(data_instances=2, parity_instances=1)
+    assert coded.instance_names() == ["data-0", "data-1", "parity-0"]
+    assert coded.bundle_for("parity-0") == Path("parity")
+    assert model(mode=Mode.EQUAL_RESOURCES).bundle_for("parity-0") == Path("base")
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"data_instances": 0}, "data_instances >= 1"),
+        ({"inject": {"data-7": Injection()}}, r"cannot inject into \['data-7'\]"),
+    ],
+)
+def test_model_checks(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(DeploymentError, match=message):
+        model(**kw)
+
+
+def test_coded_mode_needs_a_parity_bundle() -> None:
+    with pytest.raises(DeploymentError, match="needs a parity bundle"):
+        ModelDeployment("m", Path("base"))
+
+
+def test_assign_injections_to_models() -> None:
+    a, b = model(), ModelDeployment("n", Path("b"), Path("p"))
+    out = assign_injections([a, b], ["n/data-1:delay_ms=5"])
+    assert out[1].inject == {"data-1": Injection(5)}
+    assert assign_injections([a], ["data-0:delay_ms=1"])[0].inject == {"data-0": Injection(1)}
+    with pytest.raises(DeploymentError, match="say which model"):
+        assign_injections([a, b], ["data-0:delay_ms=1"])
+    with pytest.raises(DeploymentError, match="no model 'x'"):
+        assign_injections([a], ["x/data-0:delay_ms=1"])
+
+
+def test_load_deployment_file(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(
+        """
+[frontend]
+grpc_port = 9001
+
+[[models]]
+name = "digits"
+base = "b"
+parity = "p"
+k = 3
+data_instances = 3
+mode = "coded"
+inject = ["data-0:delay_ms=10"]
+group_timeout_ms = 5
+partial = "unprotected"
+default_output = [0.0, 1.0]
+"""
+    )
+    d = load_deployment(path)
+    assert d.grpc_port == 9001
+    (m,) = d.models
+    assert (m.name, m.base, m.parity, m.k, m.data_instances) == (
+        "digits",
+        tmp_path / "b",
+        tmp_path / "p",
+        3,
+        3,
+    )
+    assert m.inject == {"data-0": Injection(10)}
+    assert m.settings == {
+        "group_timeout_ms": 5,
+        "partial": PartialPolicy.UNPROTECTED,
+        "default_output": (0.0, 1.0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[frontend]\nport = 1\n", r"unknown \[frontend\] keys \['port'\]"),
+        ("[[models]]\nbase = 'b'\n", "needs a name"),
+        ("[[models]]\nname = 'm'\n", "missing 'base'"),
+        (
+            "[[models]]\nname = 'm'\nbase = 'b'\nparity = 'p'\nspeed = 1\n",
+            r"unknown settings \['speed'\]",
+        ),
+        ("[[models]\n", "cannot read deployment file"),
+        ("", "expected one or more uniquely named models"),
+    ],
+)
+def test_bad_deployment_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(text)
+    with pytest.raises(DeploymentError, match=message):
+        load_deployment(path)

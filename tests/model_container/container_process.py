@@ -1,0 +1,117 @@
+"""Helpers for the integration tests: a tiny bundle and a real container process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from model_container.bundle import TensorSpec
+from model_container.models import build, save_bundle
+from proto import inference_pb2_grpc as pb_grpc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODEL = "mlp"
+IN_FEATURES, CLASSES = 64, 10
+START_TIMEOUT_S = 60
+
+
+def make_bundle(path: Path, name: str = MODEL) -> Path:
+    """A small MLP bundle (64 -> 16 -> 10) with fixed random weights."""
+    torch.manual_seed(0)
+    arch_args = {"in_features": IN_FEATURES, "num_classes": CLASSES, "hidden": [16]}
+    save_bundle(
+        path,
+        name=name,
+        role="base",
+        architecture="mlp",
+        arch_args=arch_args,
+        module=build("mlp", **arch_args),
+        input_spec=TensorSpec("input", "FP32", (IN_FEATURES,)),
+        output_spec=TensorSpec("output", "FP32", (CLASSES,)),
+        preprocessing={"mean": [0.5], "std": [0.25]},
+    )
+    return path
+
+
+def inference_stub(channel: grpc.Channel) -> Any:
+    """The generated client stub of the v2 service (the generated module is untyped)."""
+    stub_class: Any = pb_grpc.GRPCInferenceServiceStub
+    return stub_class(channel)
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Container:
+    """A running ``python -m model_container`` process."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    stream_port: int
+    log_path: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the process and wait for it; returns its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def start_container(bundle: Path, log_dir: Path, *args: str) -> Container:
+    """Start a container on free ports and wait until its health service says SERVING."""
+    port, stream_port = free_port(), free_port()
+    log_path = log_dir / f"container-{port}.log"
+    cmd = [sys.executable, "-m", "model_container", "--bundle", str(bundle)]
+    cmd += ["--port", str(port), "--stream-port", str(stream_port), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+    container = Container(proc, port, stream_port, log_path)
+    try:
+        wait_serving(container.target)
+    except BaseException:
+        container.stop(signal.SIGKILL)
+        raise RuntimeError(f"container did not become ready:\n{container.log()}") from None
+    return container
+
+
+def wait_serving(target: str, service: str = "", timeout: float = START_TIMEOUT_S) -> None:
+    """Block until the health service reports SERVING (Watch streams every change)."""
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        request = health_pb2.HealthCheckRequest(service=service)
+        updates = stub.Watch(request, timeout=timeout, wait_for_ready=True)
+        try:
+            for update in updates:
+                if update.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        finally:
+            updates.cancel()

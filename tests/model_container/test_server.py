@@ -1,0 +1,194 @@
+"""ContainerConfig, the CLI, readiness and fault draws, in process."""
+
+import asyncio
+import itertools
+import random
+import socket
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from model_container.__main__ import main, parse_args
+from model_container.bundle import read_manifest
+from model_container.server import (
+    Container,
+    ContainerConfig,
+    InferenceServicer,
+    answer_stream_request,
+    serve,
+)
+from proto import inference_pb2 as pb
+from proto.tensors import make_infer_request
+from tests.model_container.container_process import (
+    IN_FEATURES,
+    MODEL,
+    free_port,
+    inference_stub,
+    make_bundle,
+)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("b") / MODEL)
+
+
+class AbortError(Exception):
+    pass
+
+
+class FakeContext:
+    """The part of grpc.aio.ServicerContext the servicer uses."""
+
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise AbortError(code, details)
+
+
+def _request() -> pb.ModelInferRequest:
+    return make_infer_request(
+        MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)}, request_id="q"
+    )
+
+
+def test_cli_maps_flags_to_config():
+    flags = "--bundle b --port 1 --stream-port 2 --delay-ms 5 --fail-prob 0.5 --seed 3"
+    config = parse_args([*flags.split(), "--name", "n", "--threads", "2", "--device", "cpu"])
+    assert config == ContainerConfig(
+        bundle=Path("b"),
+        port=1,
+        stream_port=2,
+        device="cpu",
+        threads=2,
+        delay_ms=5.0,
+        fail_prob=0.5,
+        seed=3,
+        name="n",
+    )
+
+
+def test_cli_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--bundle", "b", "--port", "1", "--fail-prob", "2"])
+    assert info.value.code == 2
+    assert "fail_prob: expected a probability in [0, 1], got 2.0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"threads": 0}, "threads: expected >= 1, got 0"),
+        ({"delay_ms": -1.0}, "delay_ms: expected >= 0, got -1.0"),
+        ({"delay_prob": 1.5}, "delay_prob: expected a probability in [0, 1], got 1.5"),
+        ({"device": "tpu"}, "device: expected auto, cpu or cuda[:N], got 'tpu'"),
+    ],
+)
+def test_config_validation(changes, message):
+    with pytest.raises(ValueError) as info:
+        ContainerConfig(bundle=Path("b"), port=0, **changes)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "delay_prob", "effective"),
+    [(0.0, None, 0.0), (10.0, None, 1.0), (10.0, 0.25, 0.25)],
+)
+def test_delay_probability_defaults_to_one_when_a_delay_is_set(delay_ms, delay_prob, effective):
+    config = ContainerConfig(bundle=Path("b"), port=0, delay_ms=delay_ms, delay_prob=delay_prob)
+    assert config.effective_delay_prob == effective
+
+
+def test_not_ready_before_warm_up(bundle):
+    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
+    servicer = InferenceServicer(container, [])
+    ctx = FakeContext()
+
+    async def run() -> None:
+        assert not (await servicer.ServerReady(pb.ServerReadyRequest(), ctx)).ready
+        assert not (await servicer.ModelReady(pb.ModelReadyRequest(name=MODEL), ctx)).ready
+        assert (await servicer.ServerLive(pb.ServerLiveRequest(), ctx)).live
+        with pytest.raises(AbortError) as info:
+            await servicer.ModelInfer(_request(), ctx)
+        assert info.value.args == (grpc.StatusCode.UNAVAILABLE, "model is loading")
+        # Metadata comes from the manifest, so it is there before the weights are.
+        metadata = await servicer.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), ctx)
+        assert metadata.platform == "pytorch"
+
+    asyncio.run(run())
+
+
+def test_ready_after_load(bundle):
+    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
+    container.runner = container.load("cpu")
+    servicer = InferenceServicer(container, [])
+
+    async def run() -> None:
+        assert (await servicer.ServerReady(pb.ServerReadyRequest(), FakeContext())).ready
+        reply = await servicer.ModelInfer(_request(), FakeContext())
+        assert reply.id == "q"
+
+    asyncio.run(run())
+
+
+def test_fault_draws_follow_the_seed(bundle):
+    config = ContainerConfig(bundle=bundle, port=0, fail_prob=0.5, seed=7)
+    container = Container(config, read_manifest(bundle))
+    container.runner = container.load("cpu")
+
+    async def run() -> list[bool]:
+        answers = [await answer_stream_request(container, _request()) for _ in range(40)]
+        return [a.error_message == "INTERNAL: injected failure" for a in answers]
+
+    rng = random.Random(7)
+    expected = []
+    for _ in range(40):
+        rng.random()  # the delay draw comes first
+        expected.append(rng.random() < 0.5)
+    assert asyncio.run(run()) == expected
+    assert any(expected) and not all(expected)
+
+
+def test_stream_error_answer_echoes_the_id(bundle):
+    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
+    answer = asyncio.run(answer_stream_request(container, _request()))
+    assert answer.error_message == "UNAVAILABLE: model is loading"
+    assert (answer.infer_response.id, answer.infer_response.model_name) == ("q", MODEL)
+
+
+def test_main_reports_a_missing_bundle(tmp_path, caplog):
+    assert main(["--bundle", str(tmp_path / "nope"), "--port", "0"]) == 1
+    assert "cannot read bundle manifest" in caplog.text
+
+
+@pytest.mark.parametrize("which", ["--port", "--stream-port"])
+def test_main_reports_a_port_in_use(bundle, caplog, which):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = {"--port": "0", "--stream-port": "0", which: port}
+        assert main(["--bundle", str(bundle), *itertools.chain(*args.items())]) == 1
+    assert "cannot serve" in caplog.text and port in caplog.text
+
+
+def test_serve_in_process_until_stopped(bundle):
+    port, stream_port = free_port(), free_port()
+    config = ContainerConfig(bundle=bundle, port=port, stream_port=stream_port, device="cpu")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(config, stop=stop, handle_signals=False))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            request = health_pb2.HealthCheckRequest(service=MODEL)
+            async for update in health.Watch(request, timeout=60, wait_for_ready=True):
+                if update.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            reply = await inference_stub(channel).ModelInfer(_request())
+            assert reply.id == "q"
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+    asyncio.run(run())
