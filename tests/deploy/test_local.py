@@ -1,0 +1,119 @@
+"""The local launcher with real child processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from deploy.local import LocalCluster
+from deploy.spec import Deployment, Injection, ModelDeployment
+from model_container.bundle import ParityInfo, read_manifest
+from model_container.models import build, save_bundle
+from proto.tensors import get_parameters, make_infer_request
+from tests.model_container.container_process import inference_stub, make_bundle
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    base = make_bundle(root / "base", name="m")
+    manifest = read_manifest(base)
+    arch = manifest.arch_args
+    save_bundle(
+        root / "parity",
+        name="m-parity",
+        role="parity",
+        architecture="mlp",
+        arch_args=arch,
+        module=build("mlp", **arch),
+        input_spec=manifest.inputs[0],
+        output_spec=manifest.outputs[0],
+        preprocessing=manifest.preprocessing,
+        parity=ParityInfo(2, "sum", manifest.weights_sha256, "m"),
+    )
+    return base, root / "parity"
+
+
+async def infer(port: int) -> str:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        x = np.zeros((1, 64), np.float32)
+        response = await inference_stub(channel).ModelInfer(make_infer_request("m", {"input": x}))
+        source = get_parameters(response.parameters)["parm_source"]
+        assert isinstance(source, str)
+        return source
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_cluster_serves_restarts_a_dead_instance_and_leaves_no_orphans(
+    bundles: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, parity = bundles
+    model = ModelDeployment("m", base, parity, inject={"parity-0": Injection(delay_ms=1)})
+    cluster = LocalCluster(Deployment((model,), grpc_port=0), tmp_path / "logs")
+
+    async def scenario() -> list[int]:
+        async with cluster:
+            port = cluster.frontend.grpc_port
+            assert await infer(port) in ("original", "reconstructed")
+            victim = cluster.instances["m", "data-1"]
+            assert victim.process is not None
+            first_pid = victim.process.pid
+            victim.started.clear()
+            cluster.kill("m", "data-1", signal.SIGKILL)
+            await asyncio.wait_for(victim.started.wait(), 30)  # the supervisor restarted it
+            assert victim.restarts == 1
+            assert victim.process.pid != first_pid
+            # the frontend treats it as down until its health check passes again
+            service = cluster.frontend.services["m"]
+            async with asyncio.timeout(60):
+                while not service.core.is_up("data-1"):
+                    await asyncio.sleep(0.05)
+            assert await infer(port) in ("original", "reconstructed")
+            pids = [i.process.pid for i in cluster.instances.values() if i.process]
+        return pids
+
+    pids = asyncio.run(scenario())
+    assert len(pids) == 3
+    assert not any(alive(pid) for pid in pids)
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs == ["m-data-0.log", "m-data-1.log", "m-parity-0.log"]
+
+
+def test_kill_names_a_running_instance(bundles: tuple[Path, Path], tmp_path: Path) -> None:
+    base, parity = bundles
+    cluster = LocalCluster(Deployment((ModelDeployment("m", base, parity),)), tmp_path)
+    with pytest.raises(ProcessLookupError, match="m/data-0 is not running"):
+        cluster.kill("m", "data-0")
+    assert next(iter(cluster.endpoints())).startswith("frontend  v2 gRPC  127.0.0.1:8001")
+
+
+def test_ready_timeout_names_the_model(bundles: tuple[Path, Path], tmp_path: Path) -> None:
+    base, parity = bundles
+    broken = tmp_path / "missing-bundle"
+    model = ModelDeployment("m", base, parity)
+    cluster = LocalCluster(Deployment((model,), grpc_port=0), tmp_path / "logs")
+    for inst in cluster.instances.values():
+        inst.bundle = broken  # every container exits at once: never ready
+
+    async def scenario() -> None:
+        try:
+            await cluster.start(ready_timeout=3)
+        finally:
+            await cluster.stop()
+
+    with pytest.raises(TimeoutError, match=r"models not ready after 3 s: \['m'\]"):
+        asyncio.run(scenario())
+    assert not any(i.process and i.process.returncode is None for i in cluster.instances.values())
