@@ -1,0 +1,333 @@
+"""Model bundles: a folder holding a JSON manifest and safetensors weights.
+
+A bundle is self-describing (DESIGN.md principle 5): the manifest names the architecture
+and its arguments, the per-sample input/output tensor specs, the input preprocessing, the
+role (``base`` or ``parity``), the SHA-256 of the weights file and, for a parity model, the
+code, k, and the weights digest of the base model it was trained for.  Nothing in a bundle is
+ever unpickled.
+
+This module deliberately imports no torch: the frontend reads manifests and checks that a
+parity model matches its base model without loading any network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST_FILE = "manifest.json"
+WEIGHTS_FILE = "weights.safetensors"
+FORMAT = "parm-bundle/1"
+
+ROLES = ("base", "parity")
+# Tensor datatypes of the KServe v2 / Open Inference Protocol.
+DATATYPES = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BF16",
+    "BYTES",
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_KEYS = frozenset(
+    {
+        "format",
+        "name",
+        "role",
+        "architecture",
+        "arch_args",
+        "inputs",
+        "outputs",
+        "preprocessing",
+        "weights_sha256",
+        "parity",
+        "metrics",
+    }
+)
+
+
+class BundleError(ValueError):
+    """A bundle is missing, malformed, or its weights do not match its manifest."""
+
+
+class BundleMismatchError(BundleError):
+    """A parity bundle does not belong to the given base model and code."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor of a model's signature; ``shape`` is per sample (no batch axis)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object for this spec."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    @classmethod
+    def from_json(cls, d: Any, where: str) -> TensorSpec:
+        """Parse and validate a spec; ``where`` names it in error messages."""
+        obj = _expect_object(d, where, {"name", "datatype", "shape"})
+        name = _expect_str(obj, "name", where)
+        datatype = _expect_str(obj, "datatype", where)
+        if datatype not in DATATYPES:
+            raise BundleError(
+                f"{where}.datatype: expected a v2 datatype {list(DATATYPES)}, got {datatype!r}"
+            )
+        shape = obj["shape"]
+        if not isinstance(shape, list) or not all(_is_int(n) and n >= 1 for n in shape):
+            raise BundleError(f"{where}.shape: expected a list of positive integers, got {shape!r}")
+        return cls(name=name, datatype=datatype, shape=tuple(shape))
+
+
+@dataclass(frozen=True)
+class ParityInfo:
+    """What a parity model was trained for: k data slots, a code, and one base model."""
+
+    k: int
+    code: str
+    base_sha256: str
+    base_name: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object for this record."""
+        return {
+            "k": self.k,
+            "code": self.code,
+            "base_sha256": self.base_sha256,
+            "base_name": self.base_name,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> ParityInfo:
+        """Parse and validate the manifest's ``parity`` object."""
+        obj = _expect_object(d, "parity", {"k", "code", "base_sha256", "base_name"})
+        k = obj["k"]
+        if not _is_int(k) or k < 1:
+            raise BundleError(f"parity.k: expected an integer >= 1, got {k!r}")
+        return cls(
+            k=k,
+            code=_expect_str(obj, "code", "parity"),
+            base_sha256=_expect_sha256(obj, "base_sha256", "parity"),
+            base_name=_expect_str(obj, "base_name", "parity"),
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json`` of a bundle.
+
+    ``preprocessing`` is ``{"mean": [...], "std": [...]}``, one entry per channel (a single
+    entry for flat or greyscale inputs), applied to the wire input as ``(x - mean) / std``
+    over axis 1 of ``(B, C, ...)``.
+    """
+
+    name: str
+    role: str
+    architecture: str
+    arch_args: dict[str, Any]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    preprocessing: dict[str, Any]
+    weights_sha256: str
+    parity: ParityInfo | None
+    metrics: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object written to ``manifest.json``."""
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "role": self.role,
+            "architecture": self.architecture,
+            "arch_args": dict(self.arch_args),
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+            "preprocessing": dict(self.preprocessing),
+            "weights_sha256": self.weights_sha256,
+            "parity": None if self.parity is None else self.parity.to_json(),
+            "metrics": dict(self.metrics),
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> Manifest:
+        """Parse and validate a manifest object; raises `BundleError` naming the bad field."""
+        obj = _expect_object(d, "manifest", _MANIFEST_KEYS)
+        if obj["format"] != FORMAT:
+            raise BundleError(f"format: expected {FORMAT!r}, got {obj['format']!r}")
+        role = _expect_str(obj, "role", "")
+        if role not in ROLES:
+            raise BundleError(f"role: expected one of {list(ROLES)}, got {role!r}")
+        return cls(
+            name=_expect_str(obj, "name", ""),
+            role=role,
+            architecture=_expect_str(obj, "architecture", ""),
+            arch_args=_expect_dict(obj, "arch_args"),
+            inputs=_parse_specs(obj["inputs"], "inputs"),
+            outputs=_parse_specs(obj["outputs"], "outputs"),
+            preprocessing=_parse_preprocessing(obj["preprocessing"]),
+            weights_sha256=_expect_sha256(obj, "weights_sha256", ""),
+            parity=_parse_parity(obj["parity"], role),
+            metrics=_expect_dict(obj, "metrics"),
+        )
+
+
+def read_manifest(bundle_dir: str | Path) -> Manifest:
+    """Read and validate ``bundle_dir/manifest.json``."""
+    path = Path(bundle_dir) / MANIFEST_FILE
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle manifest {path}: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON: {exc}") from exc
+    try:
+        return Manifest.from_json(data)
+    except BundleError as exc:
+        raise BundleError(f"{path}: {exc}") from exc
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_parity_for(base: Manifest, parity: Manifest, *, k: int, code: str) -> None:
+    """Raise `BundleMismatchError` unless ``parity`` is a parity model for ``base``.
+
+    It must be a parity bundle trained for exactly this ``k`` and ``code`` and for these
+    base weights, and its input and output tensors must match the base model's.
+    """
+    if base.role != "base":
+        raise BundleMismatchError(f"base model {base.name!r} has role {base.role!r}, not 'base'")
+    info = parity.parity
+    if parity.role != "parity" or info is None:
+        raise BundleMismatchError(
+            f"model {parity.name!r} has role {parity.role!r}; expected a 'parity' bundle"
+        )
+    where = f"parity model {parity.name!r}"
+    if info.k != k:
+        raise BundleMismatchError(f"{where} was trained for k={info.k}, but k={k} is configured")
+    if info.code != code:
+        raise BundleMismatchError(
+            f"{where} was trained for code {info.code!r}, but code {code!r} is configured"
+        )
+    if info.base_sha256 != base.weights_sha256:
+        raise BundleMismatchError(
+            f"{where} was trained for base weights {info.base_sha256[:12]}... "
+            f"({info.base_name!r}), but base model {base.name!r} has weights "
+            f"{base.weights_sha256[:12]}..."
+        )
+    _check_specs_match(base.inputs, parity.inputs, f"{where} inputs")
+    _check_specs_match(base.outputs, parity.outputs, f"{where} outputs")
+
+
+def _check_specs_match(
+    base: tuple[TensorSpec, ...], parity: tuple[TensorSpec, ...], where: str
+) -> None:
+    # Names may differ; what the frontend relies on is datatype and per-sample shape.
+    want = [(s.datatype, s.shape) for s in base]
+    got = [(s.datatype, s.shape) for s in parity]
+    if want != got:
+        raise BundleMismatchError(f"{where}: expected (datatype, shape) {want}, got {got}")
+
+
+def _parse_specs(value: Any, field: str) -> tuple[TensorSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise BundleError(f"{field}: expected a non-empty list of tensor specs, got {value!r}")
+    return tuple(TensorSpec.from_json(item, f"{field}[{i}]") for i, item in enumerate(value))
+
+
+def _parse_preprocessing(value: Any) -> dict[str, Any]:
+    obj = _expect_object(value, "preprocessing", {"mean", "std"})
+    mean, std = obj["mean"], obj["std"]
+    for key, seq in (("mean", mean), ("std", std)):
+        if not isinstance(seq, list) or not seq or not all(_is_number(v) for v in seq):
+            raise BundleError(
+                f"preprocessing.{key}: expected a non-empty list of numbers, got {seq!r}"
+            )
+    if len(mean) != len(std):
+        raise BundleError(
+            f"preprocessing: expected mean and std of equal length, got {len(mean)} and {len(std)}"
+        )
+    if not all(s > 0 for s in std):
+        raise BundleError(f"preprocessing.std: expected positive numbers, got {std!r}")
+    return {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def _parse_parity(value: Any, role: str) -> ParityInfo | None:
+    if role == "base":
+        if value is not None:
+            raise BundleError(f"parity: expected null for a base model, got {value!r}")
+        return None
+    if value is None:
+        raise BundleError("parity: expected a parity object for role 'parity', got null")
+    return ParityInfo.from_json(value)
+
+
+def _expect_object(value: Any, where: str, keys: set[str] | frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise BundleError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    missing = sorted(keys - value.keys())
+    if missing:
+        raise BundleError(f"{where}: missing field(s) {missing}")
+    unknown = sorted(value.keys() - keys)
+    if unknown:
+        raise BundleError(f"{where}: unknown field(s) {unknown}; expected {sorted(keys)}")
+    return value
+
+
+def _expect_str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str) or not value:
+        raise BundleError(f"{_field(where, key)}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _expect_sha256(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj[key]
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise BundleError(f"{_field(where, key)}: expected 64 lowercase hex digits, got {value!r}")
+    return value
+
+
+def _expect_dict(obj: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = obj[key]
+    if not isinstance(value, dict):
+        raise BundleError(f"{key}: expected a JSON object, got {type(value).__name__}")
+    return dict(value)
+
+
+def _field(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,229 @@
+"""Architectures shared by training and the model containers, and bundle load/save.
+
+Training builds a network with `build`, saves it with `save_bundle`; a container loads it
+with `load_model`, which rebuilds the same architecture from the registry by name and the
+manifest's ``arch_args``, loads the weights from safetensors (never pickle), and folds the
+bundle's input preprocessing in front so the container feeds it raw wire tensors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import safetensors.torch
+import torch
+from torch import nn
+
+from model_container.bundle import (
+    MANIFEST_FILE,
+    WEIGHTS_FILE,
+    BundleError,
+    Manifest,
+    ParityInfo,
+    TensorSpec,
+    read_manifest,
+)
+
+ModuleFactory = TypeVar("ModuleFactory", bound=Callable[..., nn.Module])
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+
+class UnknownArchitectureError(ValueError):
+    """No architecture is registered under the requested name."""
+
+
+def register(name: str) -> Callable[[ModuleFactory], ModuleFactory]:
+    """Class/function decorator: make ``name`` buildable with `build`."""
+
+    def decorator(factory: ModuleFactory) -> ModuleFactory:
+        if name in ARCHITECTURES:
+            raise ValueError(f"architecture {name!r} is already registered")
+        ARCHITECTURES[name] = factory
+        return factory
+
+    return decorator
+
+
+def build(name: str, **arch_args: Any) -> nn.Module:
+    """A fresh (randomly initialised) network of the registered architecture ``name``."""
+    try:
+        factory = ARCHITECTURES[name]
+    except KeyError:
+        raise UnknownArchitectureError(
+            f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}"
+        ) from None
+    return factory(**arch_args)
+
+
+@register("mlp")
+class MLP(nn.Module):
+    """Fully connected ReLU network; flattens its input, so (B, 64) and (B, 1, 28, 28) both work.
+
+    ``hidden=[]`` with ``bias=False`` is a purely linear map, which tests use: for it the
+    sum code's reconstruction is exact.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        hidden: Sequence[int] = (200, 100),
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        widths = [in_features, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width_in, width_out in itertools.pairwise(widths):
+            layers += [nn.Linear(width_in, width_out, bias=bias), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], num_classes, bias=bias))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+class Preprocess(nn.Module):
+    """``(x - mean) / std`` with one mean/std per channel, broadcast over axis 1."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or not mean:
+            raise ValueError(f"expected mean and std of equal non-zero length, got {mean}, {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (C,) -> (1, C, 1, ...) so it lines up with axis 1 of (B, C, ...).
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
+
+
+def save_bundle(
+    bundle_dir: str | Path,
+    *,
+    name: str,
+    role: str,
+    architecture: str,
+    arch_args: dict[str, Any],
+    module: nn.Module,
+    input_spec: TensorSpec,
+    output_spec: TensorSpec,
+    preprocessing: dict[str, Any],
+    parity: ParityInfo | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``module``'s weights and a manifest to ``bundle_dir``, atomically.
+
+    ``module`` is the bare network (without `Preprocess`). The bundle is assembled in a
+    temporary sibling folder and moved into place, so a reader never sees a half-written
+    bundle; an existing bundle at ``bundle_dir`` is replaced.
+    """
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    data = safetensors.torch.save(tensors)
+    manifest = Manifest(
+        name=name,
+        role=role,
+        architecture=architecture,
+        arch_args=dict(arch_args),
+        inputs=(input_spec,),
+        outputs=(output_spec,),
+        preprocessing=dict(preprocessing),
+        weights_sha256=_sha256(data),
+        parity=parity,
+        metrics=dict(metrics or {}),
+    )
+    # Round trip through JSON and the validator: never write a manifest we would refuse to
+    # read, and return exactly what `read_manifest` will see (tuples become lists, etc.).
+    text = json.dumps(manifest.to_json(), indent=2) + "\n"
+    manifest = Manifest.from_json(json.loads(text))
+    with _staging_dir(bundle_dir) as staging:
+        (staging / WEIGHTS_FILE).write_bytes(data)
+        (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
+        _swap_into_place(staging, bundle_dir)
+    return manifest
+
+
+def load_model(
+    bundle_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[Manifest, nn.Module]:
+    """Load a bundle: its manifest and ``nn.Sequential(Preprocess, net)`` in eval mode.
+
+    The weights file's digest is checked against the manifest before anything is parsed.
+    """
+    manifest = read_manifest(bundle_dir)
+    tensors = load_weights(bundle_dir, manifest)
+    try:
+        net = build(manifest.architecture, **manifest.arch_args)
+    except (TypeError, ValueError) as exc:  # unknown name, or arguments it does not take
+        raise BundleError(
+            f"{bundle_dir}: cannot build architecture {manifest.architecture!r} "
+            f"with {manifest.arch_args}: {exc}"
+        ) from exc
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise BundleError(
+            f"{bundle_dir}: weights do not fit architecture {manifest.architecture!r} "
+            f"with {manifest.arch_args}: {exc}"
+        ) from exc
+    pre = manifest.preprocessing
+    model = nn.Sequential(Preprocess(pre["mean"], pre["std"]), net)
+    return manifest, model.to(device).eval()
+
+
+def load_weights(bundle_dir: str | Path, manifest: Manifest) -> dict[str, torch.Tensor]:
+    """The bundle's tensors (on CPU), after checking their digest against ``manifest``."""
+    path = Path(bundle_dir) / WEIGHTS_FILE
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle weights {path}: {exc}") from exc
+    digest = _sha256(data)
+    if digest != manifest.weights_sha256:
+        raise BundleError(
+            f"{path}: weights digest {digest} does not match the manifest's "
+            f"weights_sha256 {manifest.weights_sha256}"
+        )
+    try:
+        return safetensors.torch.load(data)
+    except Exception as exc:  # safetensors raises its own SafetensorError type
+        raise BundleError(f"{path}: not a valid safetensors file: {exc}") from exc
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def _staging_dir(bundle_dir: Path) -> Iterator[Path]:
+    staging = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.tmp-", dir=bundle_dir.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _swap_into_place(staging: Path, bundle_dir: Path) -> None:
+    # os.replace cannot overwrite a non-empty folder: move the old bundle aside first.
+    old: Path | None = None
+    if bundle_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.old-", dir=bundle_dir.parent))
+        os.replace(bundle_dir, old / "bundle")
+    os.replace(staging, bundle_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
