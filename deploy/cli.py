@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--mode", default="coded", choices=["coded", "equal-resources", "replicate", "none"]
     )
+    up.add_argument("--policy", default="single-queue", choices=["single-queue", "round-robin"])
+    up.add_argument("--batch-size", type=int, default=1, help="queries per instance request")
+    up.add_argument("--group-timeout-ms", type=float, default=10.0, help="then pad the group")
+    up.add_argument("--slo-ms", type=float, help="deadline when a client gives none")
     up.add_argument("--grpc-port", type=int, default=8001)
     up.add_argument("--device", default="auto", help="auto, cpu, cuda (instances)")
     up.add_argument(
@@ -115,6 +119,12 @@ def _up(args: argparse.Namespace) -> int:
             mode=Mode(args.mode),
             data_instances=args.data_instances or args.k,
             parity_instances=args.parity_instances,
+            settings={
+                "policy": args.policy,
+                "batch_size": args.batch_size,
+                "group_timeout_ms": args.group_timeout_ms,
+                "slo_ms": args.slo_ms,
+            },
         )
         deployment = Deployment(
             assign_injections([model], args.inject), grpc_port=args.grpc_port, device=args.device
