@@ -1,0 +1,120 @@
+"""``parm up`` / ``parm predict`` as a user runs them: real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.model_container.container_process import free_port
+
+PARM = [sys.executable, "-m", "deploy.cli"]
+READY_TIMEOUT_S = 240
+
+
+def children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found: list[int] = []
+    for task in tasks.iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(p) for p in text]
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
+    """`parm up` on the demo, with data-0 slowed so that reconstructions happen."""
+    home = tmp_path_factory.mktemp("parm-home")
+    port = free_port()
+    env = {**os.environ, "PARM_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [*PARM, "up", "--grpc-port", str(port), "--inject", "data-0:delay_ms=300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("try:"):
+                break
+        else:
+            pytest.fail(f"parm up ended before it was ready: {''.join(lines)}")
+        yield proc, port, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_up_prints_the_demo_accuracy_and_endpoints(
+    cluster: tuple[subprocess.Popen[str], int, list[str]],
+) -> None:
+    _, port, lines = cluster
+    text = "".join(lines)
+    accuracy = re.search(r"A_a = ([\d.]+)% \(available\), A_d = ([\d.]+)%", text)
+    assert accuracy is not None, text
+    assert float(accuracy[1]) > 90 and float(accuracy[2]) > 80
+    assert f"frontend  v2 gRPC  127.0.0.1:{port}" in text
+    for name in ("data-0", "data-1", "parity-0"):
+        assert f"digits/{name}" in text
+
+
+def test_predict_shows_each_answer_with_its_provenance(
+    cluster: tuple[subprocess.Popen[str], int, list[str]],
+) -> None:
+    _, port, _ = cluster
+    out = subprocess.run(
+        [*PARM, "predict", "--url", f"127.0.0.1:{port}", "-n", "6"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    answers = re.findall(r"query \d: label (\d) -> predicted (\d)  \[(\w+)\]", out)
+    assert len(answers) == 6, out
+    assert {source for *_, source in answers} <= {"original", "reconstructed"}
+    assert "reconstructed" in out  # data-0 answers 300 ms late: its queries are decoded
+    correct = sum(label == predicted for label, predicted, _ in answers)
+    assert correct >= 4
+
+
+def test_sigterm_stops_every_child(cluster: tuple[subprocess.Popen[str], int, list[str]]) -> None:
+    proc, _, _ = cluster
+    kids = children(proc.pid)
+    assert len(kids) == 3
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert not any(alive(pid) for pid in kids)
+
+
+def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*PARM, "up", "--config", str(tmp_path / "missing.toml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "parm: error: cannot read deployment file" in result.stderr
+    result = subprocess.run(
+        [*PARM, "up", "--inject", "data-0:speed=1", "--base", str(tmp_path), "--mode", "none", "--name", "m"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "expected delay_ms=, prob= or fail_prob=" in result.stderr
