@@ -113,7 +113,8 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "parm: error: cannot read deployment file" in result.stderr
     result = subprocess.run(
-        [*PARM, "up", "--inject", "data-0:speed=1", "--base", str(tmp_path), "--mode", "none", "--name", "m"],
+        [*PARM, "up", "--inject", "data-0:speed=1", "--base", str(tmp_path), "--mode", "none",
+         "--name", "m"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
