@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.model_container.container_process import free_port
+from tests.model_container.container_process import alive, free_port
 
 PARM = [sys.executable, "-m", "deploy.cli"]
 READY_TIMEOUT_S = 240
@@ -27,12 +27,7 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+FREE_HTTP = ("--http-port", "0", "--metrics-port", "0")
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +39,8 @@ def cluster(
     port = free_port()
     env = {**os.environ, "PARM_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [*PARM, "up", "--grpc-port", str(port), "--inject", "data-0:delay_ms=300"],
+        # HTTP and metrics on free ports too (parm up's defaults are 8000 and 8002)
+        [*PARM, "up", "--grpc-port", str(port), *FREE_HTTP, "--inject", "data-0:delay_ms=300"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from deploy.spec import Deployment, Injection, ModelDeployment
 from model_container.bundle import ParityInfo, read_manifest
 from model_container.models import build, save_bundle
 from proto.tensors import get_parameters, make_infer_request
-from tests.model_container.container_process import inference_stub, make_bundle
+from tests.model_container.container_process import alive, inference_stub, make_bundle
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +46,6 @@ async def infer(port: int) -> str:
         source = get_parameters(response.parameters)["parm_source"]
         assert isinstance(source, str)
         return source
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_cluster_serves_restarts_a_dead_instance_and_leaves_no_orphans(

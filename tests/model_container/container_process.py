@@ -49,6 +49,15 @@ def inference_stub(channel: grpc.Channel) -> Any:
     return stub_class(channel)
 
 
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists (it may be a zombie not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port that was free a moment ago on the loopback interface."""
     with socket.socket() as s:
