@@ -2,13 +2,19 @@
 
 parm up        start a local cluster (the demo model when none is named)
 parm predict   send a few queries and print each answer with its provenance
-parm bench     benchmarks (``parm bench overhead``)
+parm frontend  the frontend alone, from a file naming its instances (in a container)
+parm deploy    containers on one or more Docker hosts (``parm deploy docker up|down``)
+parm bench     benchmarks (``overhead``, ``latency``, ``calibrate``, ``codes``)
+parm sim       the discrete-event simulator over the frontend's coordinator
+parm train     train base models, parity models and learned codes (``train.cli``)
+parm eval      accuracy of a parity model: A_a, A_d, A_o (``train.cli``)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -16,6 +22,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from deploy.commands import add_deploy, add_frontend, add_http_ports, with_http_ports
 from deploy.spec import DeploymentError
 
 T = TypeVar("T")
@@ -71,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--inject", action="append", default=[], metavar="NAME:delay_ms=D[,prob=P][,fail_prob=Q]"
     )
+    add_http_ports(up)
     up.set_defaults(run=_up)
 
     predict = sub.add_parser("predict", help="send demo queries and show each answer's provenance")
@@ -89,6 +97,15 @@ def _parser() -> argparse.ArgumentParser:
     overhead.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     overhead.add_argument("--no-append", action="store_true", help="print only")
     overhead.set_defaults(run=_bench_overhead)
+    from bench.cli import add_bench, add_sim  # argparse only: cheap to import
+
+    add_bench(bench, parm_home)
+    add_sim(sub)
+    add_frontend(sub)
+    add_deploy(sub)
+    from train.cli import add_commands as add_train  # argparse only: cheap to import
+
+    add_train(sub)
     return parser
 
 
@@ -100,9 +117,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.config is not None:
         deployment = load_deployment(args.config)
         models = assign_injections(deployment.models, args.inject)
-        deployment = Deployment(
-            models, deployment.host, deployment.grpc_port, deployment.device, deployment.threads
-        )
+        deployment = dataclasses.replace(deployment, models=models)
     else:
         base, parity, name = args.base, args.parity, args.name
         if base is None:
@@ -129,6 +144,8 @@ def _up(args: argparse.Namespace) -> int:
         deployment = Deployment(
             assign_injections([model], args.inject), grpc_port=args.grpc_port, device=args.device
         )
+
+    deployment = with_http_ports(deployment, args)
 
     async def run() -> None:
         cluster = LocalCluster(deployment, parm_home() / "logs")

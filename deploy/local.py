@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,9 +57,17 @@ class Instance:
 class LocalCluster:
     """A whole deployment on this machine."""
 
-    def __init__(self, deployment: Deployment, log_dir: Path) -> None:
+    def __init__(
+        self,
+        deployment: Deployment,
+        log_dir: Path,
+        extra_args: Callable[[Instance], Sequence[str]] | None = None,
+    ) -> None:
         self.deployment = deployment
         self.log_dir = log_dir
+        # Benchmarks' hook: more container options per instance (service-time padding,
+        # contention sidecars), e.g. ``lambda inst: ["--service-time-ms", "10"]``.
+        self._extra_args = extra_args
         self.instances: dict[tuple[str, str], Instance] = {}
         for model in deployment.models:
             for name in model.instance_names():
@@ -82,6 +90,8 @@ class LocalCluster:
             models=tuple(self._model_config(m) for m in d.models),
             host=d.host,
             grpc_port=d.grpc_port,
+            http_port=d.http_port,
+            metrics_port=d.metrics_port,
         )
 
     def _model_config(self, model: ModelDeployment) -> ModelConfig:
@@ -192,6 +202,7 @@ class LocalCluster:
             "--seed", str(inst.seed),
             "--exit-with-parent", str(os.getpid()),
             *inst.injection.container_args(),
+            *(self._extra_args(inst) if self._extra_args else ()),
         ]  # fmt: skip
 
     @staticmethod
@@ -210,6 +221,10 @@ class LocalCluster:
     def endpoints(self) -> Iterator[str]:
         d = self.deployment
         yield f"frontend  v2 gRPC  {d.host}:{self.frontend.grpc_port}"
+        if self.frontend.http_port is not None:
+            yield f"frontend  v2 HTTP  http://{d.host}:{self.frontend.http_port}  (docs: /docs)"
+        if self.frontend.metrics_port is not None:
+            yield f"frontend  metrics  http://{d.host}:{self.frontend.metrics_port}/metrics"
         for inst in self.instances.values():
             role = inst.bundle.name
             yield (

@@ -4,6 +4,8 @@ A deployment file is TOML::
 
     [frontend]
     grpc_port = 8001
+    http_port = 8000          # KServe v2 REST and Clipper REST (parm up: 8000 by default)
+    metrics_port = 8002       # Prometheus /metrics (parm up: 8002 by default)
 
     [[models]]
     name = "digits"
@@ -102,6 +104,9 @@ class Deployment:
     grpc_port: int = 8001
     device: str = "auto"
     threads: int = 1
+    #: the frontend's HTTP API and /metrics ports; None: not served
+    http_port: int | None = None
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
@@ -164,7 +169,7 @@ def load_deployment(path: Path) -> Deployment:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DeploymentError(f"cannot read deployment file {path}: {exc}") from None
     front = doc.get("frontend", {})
-    unknown = set(front) - {"host", "grpc_port", "device", "threads"}
+    unknown = set(front) - {"host", "grpc_port", "http_port", "metrics_port", "device", "threads"}
     if unknown:
         raise DeploymentError(f"{path}: unknown [frontend] keys {sorted(unknown)}")
     models = tuple(_model(entry, path.parent) for entry in doc.get("models", []))

@@ -74,6 +74,10 @@ class FrontendConfig:
     models: tuple[ModelConfig, ...]
     host: str = "127.0.0.1"
     grpc_port: int = 8001
+    #: KServe v2 REST and Clipper REST (``frontend.http``); None: no HTTP server
+    http_port: int | None = None
+    #: Prometheus ``/metrics``; None: not served (the metrics are still kept)
+    metrics_port: int | None = None
     #: requests whose tensor bytes exceed this are refused with INVALID_ARGUMENT
     max_request_bytes: int = 16 * 1024 * 1024
     #: every query gets a deadline: the client's, else the model's SLO, else this

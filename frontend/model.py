@@ -26,9 +26,11 @@ from frontend.core import Coordinator
 from frontend.events import (
     Action,
     Answer,
+    Cancelled,
     ErrorKind,
     Event,
     Fail,
+    GroupClosed,
     InstanceDown,
     InstanceSpec,
     InstanceUp,
@@ -44,6 +46,7 @@ from frontend.events import (
     TaskFailed,
     Tick,
 )
+from frontend.metrics import Metrics
 from frontend.policy import POLICIES
 from model_container.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
 from proto import inference_pb2 as pb
@@ -52,6 +55,9 @@ from proto.tensors import TensorError, dtype_of, tensor_from_raw
 log = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
+
+ZERO_FETCH_TIMEOUT_S = 5.0
+ZERO_FETCH_BACKOFF_S = (0.1, 2.0)
 
 
 class QueryError(Exception):
@@ -69,10 +75,21 @@ class Result:
     source: Source
 
 
+@dataclass(slots=True)
+class _Row:
+    """The payload of one query as the coordinator passes it around (opaque to it)."""
+
+    raw: bytes  # the query's input row, in the wire's bytes
+    arrived: float  # when it was admitted: its queueing time is measured from here
+    sent: bool = False  # dispatched to a data instance at least once
+
+
 class ModelService:
     """The frontend's side of one model: coordinator, instance links and waiting clients."""
 
-    def __init__(self, config: ModelConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, clock: Clock | None = None, metrics: Metrics | None = None
+    ) -> None:
         from frontend.instances import InstanceLink  # grpc-dependent; keeps this module light
 
         self.config = config
@@ -101,12 +118,17 @@ class ModelService:
             for a in parity:
                 self.links[a.name] = InstanceLink(a, self.parity.name, self)
         self._data_names = {a.name for a in data}
+        self.metrics = (metrics or Metrics()).model(
+            self.name, config.k, self._data_names, [a.name for a in parity]
+        )
+        # task id -> (instance, when sent): the instances' service times
+        self._sent_at: dict[int, tuple[str, float]] = {}
         self._clock = clock
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
-        self._zero_fetch: asyncio.Task[None] | None = None
+        self._zero_fetches: dict[str, asyncio.Task[None]] = {}  # by data instance
         self._readiness = asyncio.Event()  # set whenever readiness may have changed
         self._default: Array | None = None
         if config.default_output is not None:
@@ -140,8 +162,8 @@ class ModelService:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            if self._zero_fetch is not None:
-                self._zero_fetch.cancel()
+            for task in list(self._zero_fetches.values()):
+                task.cancel()
 
     # -- queries -----------------------------------------------------------------------
 
@@ -150,6 +172,7 @@ class ModelService:
     ) -> list[Result]:
         """Answer each row (one query each); raise QueryError if any gets no output."""
         if not self.ready:
+            self.metrics.refused_not_ready.inc()
             raise QueryError("UNAVAILABLE", f"model {self.name!r} has no ready instance yet")
         now = self._now()
         deadline = now + timeout_s
@@ -163,15 +186,18 @@ class ModelService:
                 self._futures[qid] = future
                 ids.append(qid)
                 futures.append(future)
-                self._feed(QueryArrived(qid, raw, deadline, require_original))
-            return [await future for future in futures]
+                self._feed(QueryArrived(qid, _Row(raw, now), deadline, require_original))
+            results = [await future for future in futures]
         except BaseException:
             self._abandon(ids, futures)
             raise
+        self.metrics.answered((r.source for r in results), self._now() - now)
+        return results
 
     def _abandon(self, ids: list[int], futures: list[asyncio.Future[Result]]) -> None:
         for qid in ids:
             if self._futures.pop(qid, None) is not None:
+                self.metrics.abandoned.inc()
                 self._feed(QueryAbandoned(qid))
         for future in futures:
             if future.done() and not future.cancelled():
@@ -195,16 +221,24 @@ class ModelService:
                 self._send_parity(action)
             case Answer(query_id=qid, source=Source.DEFAULT):
                 assert self._default is not None
+                self.metrics.answers[Source.DEFAULT].inc()
+                self.metrics.missed_default.inc()
                 self._resolve(qid, Result(self._default, Source.DEFAULT))
             case Answer(query_id=qid, source=source, output=output, row=row):
                 assert isinstance(output, np.ndarray)
+                self.metrics.answers[source].inc()
                 self._resolve(qid, Result(output[row], source))
             case Reconstruct():
                 self._reconstruct(action)
             case Fail(query_id=qid, error=error, message=message):
+                self.metrics.failed(error)
                 self._reject(qid, QueryError(error.value, message))
             case SetTimer(at=at):
                 self._set_timer(at)
+            case Cancelled(pool=pool):
+                self.metrics.cancellations[pool].inc()
+            case GroupClosed():
+                self.metrics.group_closed(action)
             case _:
                 log.debug("%s: %s", self.name, action)
 
@@ -230,21 +264,33 @@ class ModelService:
     # -- encode, send, decode ----------------------------------------------------------
 
     def _send_data(self, action: SendData) -> None:
-        rows = action.inputs
-        request = self._request(self.base, action.task_id, len(rows), b"".join(rows))  # type: ignore[arg-type]
+        rows: tuple[_Row, ...] = action.inputs  # type: ignore[assignment]
+        now = self._now()
+        for row in rows:
+            if not row.sent:  # a retry's queueing is not the query's
+                row.sent = True
+                self.metrics.queueing.observe(now - row.arrived)
+        raw = b"".join(row.raw for row in rows)
+        request = self._request(self.base, action.task_id, len(rows), raw)
+        self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
     def _send_parity(self, action: SendParity) -> None:
         assert self.parity is not None
+        began = self._now()
         batch = self.config.batch_size
         inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
         for slot, rows in enumerate(action.slots):
-            for row, raw in enumerate(rows):
-                inputs[slot, row] = np.frombuffer(raw, self._in_dtype).reshape(self.input.shape)  # type: ignore[call-overload]
+            for i, row in enumerate(rows):
+                assert isinstance(row, _Row)
+                inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
         parity_input = self.code.encode(inputs)  # (B, *input_shape)
         dtype = dtype_of(self.parity.inputs[0].datatype)
         raw = parity_input.astype(dtype, copy=False).tobytes()
+        now = self._now()
+        self.metrics.encode.observe(now - began)
         request = self._request(self.parity, action.task_id, batch, raw)
+        self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
     @staticmethod
@@ -257,6 +303,7 @@ class ModelService:
 
     def _reconstruct(self, action: Reconstruct) -> None:
         assert self._zero_output is not None
+        began = self._now()
         batch = self.config.batch_size
         outputs = np.empty((self.config.k, batch, *self.output.shape), np.float32)
         outputs[:] = self._zero_output  # padded slots and rows: the known F(0)
@@ -266,6 +313,8 @@ class ModelService:
         parity_output = np.asarray(action.parity_output, np.float32)
         decoded = self.code.decode(parity_output, outputs, action.missing)  # (B, *out)
         decoded = decoded.astype(self._out_dtype, copy=False)
+        self.metrics.decode.observe(self._now() - began)
+        self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))
         for qid, row in action.answers:
             self._resolve(qid, Result(decoded[row], Source.RECONSTRUCTED))
 
@@ -275,43 +324,62 @@ class ModelService:
         log.info("%s: instance %s is up", self.name, name)
         self._feed(InstanceUp(name))
         self._readiness.set()
-        if self._needs_zero_output() and name in self._data_names:
-            self._zero_fetch = asyncio.get_running_loop().create_task(self._fetch_zero(name))
-
-    def _needs_zero_output(self) -> bool:
-        fetching = self._zero_fetch is not None and not self._zero_fetch.done()
-        return self.parity is not None and self._zero_output is None and not fetching
+        wanted = self.parity is not None and self._zero_output is None
+        if wanted and name in self._data_names and name not in self._zero_fetches:
+            # Ask every data instance that comes up; the first answer wins, so one slow
+            # or failing instance cannot hold up readiness.
+            task = asyncio.get_running_loop().create_task(self._fetch_zero(name))
+            self._zero_fetches[name] = task
+            task.add_done_callback(lambda _: self._zero_fetches.pop(name, None))
 
     def link_down(self, name: str, reason: str) -> None:
         log.warning("%s: instance %s is down: %s", self.name, name, reason)
+        self.metrics.downs[name].inc()
+        # its requests in flight will never be answered: forget when they were sent
+        for task_id in [t for t, (where, _) in self._sent_at.items() if where == name]:
+            del self._sent_at[task_id]
         self._feed(InstanceDown(name))
 
     def link_result(self, name: str, task_id: int, response: pb.ModelStreamInferResponse) -> None:
+        sent = self._sent_at.pop(task_id, None)
+        if sent is not None:
+            self.metrics.service_time[name].observe(self._now() - sent[1])
         if response.error_message:
             log.warning(
                 "%s: instance %s failed a call: %s", self.name, name, response.error_message
             )
+            self.metrics.call_failures[name].inc()
             self._feed(TaskFailed(task_id, name, response.error_message))
             self.links[name].fail(f"failed call: {response.error_message}")
             return
         try:
             output = _first_output(response.infer_response)
         except TensorError as exc:
+            self.metrics.call_failures[name].inc()
             self._feed(TaskFailed(task_id, name, str(exc)))
             self.links[name].fail(f"malformed answer: {exc}")
             return
         self._feed(TaskCompleted(task_id, name, output))
 
     async def _fetch_zero(self, name: str) -> None:
-        """Ask a data instance once for F(0), the known output of a zero-padded slot."""
-        zeros = bytes(self.row_bytes)
-        request = self._request(self.base, -1, 1, zeros)
-        try:
-            response = await self.links[name].infer(request, timeout=10.0)
-            self._zero_output = _first_output(response)[0].astype(np.float32)
-            self._readiness.set()
-        except Exception as exc:
-            log.warning("%s: could not get F(0) from %s: %s", self.name, name, exc)
+        """Ask a data instance for F(0), the known output of a zero-padded slot.
+
+        Retried with back-off while the instance is up and nobody has answered yet.
+        """
+        request = self._request(self.base, -1, 1, bytes(self.row_bytes))
+        delay = ZERO_FETCH_BACKOFF_S[0]
+        while self._zero_output is None and self.links[name].up:
+            try:
+                response = await self.links[name].infer(request, timeout=ZERO_FETCH_TIMEOUT_S)
+                output = _first_output(response)[0].astype(np.float32)
+            except Exception as exc:  # any failure: try again, or let another instance answer
+                log.warning("%s: could not get F(0) from %s: %s", self.name, name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ZERO_FETCH_BACKOFF_S[1])
+                continue
+            if self._zero_output is None:
+                self._zero_output = output
+                self._readiness.set()
 
 
 def _first_output(response: pb.ModelInferResponse) -> Array:

@@ -7,7 +7,7 @@ before anything reaches the coordinator or an instance.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from frontend.model import QueryError
@@ -28,6 +28,19 @@ class QueryOptions:
 
 def invalid(message: str) -> QueryError:
     return QueryError("INVALID_ARGUMENT", message)
+
+
+def expect_one_input(count: int) -> None:
+    """The served models take exactly one input tensor."""
+    if count != 1:
+        raise invalid(f"expected 1 input tensor, got {count}")
+
+
+def check_outputs(spec: TensorSpec, names: Iterable[str]) -> None:
+    """Outputs a request asks for must be the model's one output."""
+    for name in names:
+        if name != spec.name:
+            raise invalid(f"unknown output {name!r}; expected {spec.name!r}")
 
 
 def split_rows(
@@ -65,12 +78,18 @@ def query_options(parameters: Mapping[str, object]) -> QueryOptions:
     """``timeout_ms`` and ``parm_require_original`` from request parameters."""
     timeout = parameters.get(TIMEOUT_MS)
     if timeout is not None:
+        # Fix: a boolean is no number of milliseconds (float(True) made it a 1 ms deadline).
+        if isinstance(timeout, bool):
+            raise invalid(f"parameter {TIMEOUT_MS}: expected a number, got {timeout!r}")
         try:
             timeout = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise invalid(f"parameter {TIMEOUT_MS}: expected a number, got {timeout!r}") from None
-        if not timeout > 0:
-            raise invalid(f"parameter {TIMEOUT_MS}: expected a positive number, got {timeout}")
+        # Fix: finite too; "inf" would have been a query with no deadline at all.
+        if not 0 < timeout < math.inf:
+            raise invalid(
+                f"parameter {TIMEOUT_MS}: expected a positive finite number, got {timeout}"
+            )
     flag = parameters.get(REQUIRE_ORIGINAL, False)
     if isinstance(flag, str) and flag.lower() in ("true", "false", "1", "0"):
         flag = flag.lower() in ("true", "1")

@@ -12,21 +12,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from frontend.config import FrontendConfig
-from frontend.model import ModelService, QueryError
-from frontend.requests import SOURCE, SOURCES, overall_source, query_options, split_rows
+from frontend.metrics import Metrics
+from frontend.model import ModelService, QueryError, Result
+from frontend.requests import (
+    SOURCE,
+    SOURCES,
+    check_outputs,
+    expect_one_input,
+    overall_source,
+    query_options,
+    split_rows,
+)
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.tensors import get_parameters
 
+if TYPE_CHECKING:
+    from frontend.http import HttpServer
+
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+
+#: Of a client's own gRPC deadline, the part kept for the answer's way back (at most this
+#: many seconds, and at most a tenth of the time left): an answer sent exactly at the
+#: client's deadline usually loses the race against the client's timer, so a default
+#: output would never reach a client that sets a gRPC deadline.
+DEADLINE_MARGIN_S = 0.01
 
 
 class Frontend:
@@ -34,11 +52,16 @@ class Frontend:
 
     def __init__(self, config: FrontendConfig) -> None:
         self.config = config
-        self.services = {m.name: ModelService(m) for m in config.models}
+        self.metrics = Metrics()
+        self.services = {m.name: ModelService(m, metrics=self.metrics) for m in config.models}
+        self.metrics.watch(self.services.values)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
+        self._http: list[HttpServer] = []
         self._crashed: asyncio.Future[None] | None = None  # made in start(), in the loop
         self.grpc_port = config.grpc_port
+        self.http_port = config.http_port
+        self.metrics_port = config.metrics_port
 
     async def start(self) -> None:
         self._crashed = asyncio.get_running_loop().create_future()
@@ -64,6 +87,20 @@ class Frontend:
         await server.start()
         self._server = server
         log.info("frontend: v2 gRPC on %s:%d", self.config.host, self.grpc_port)
+        await self._start_http()
+
+    async def _start_http(self) -> None:
+        """The HTTP API and /metrics, where configured (FastAPI is imported only then)."""
+        from frontend.http import HttpServer, api_app, metrics_app
+
+        host, http_port, metrics_port = self.config.host, self.http_port, self.metrics_port
+        if http_port is not None:
+            self._http.append(HttpServer(api_app(self), host, http_port, "v2 REST + Clipper"))
+            self.http_port = await self._http[-1].start()
+        if metrics_port is not None:
+            app = metrics_app(self.metrics)
+            self._http.append(HttpServer(app, host, metrics_port, "Prometheus /metrics"))
+            self.metrics_port = await self._http[-1].start()
 
     @property
     def ready(self) -> bool:
@@ -95,8 +132,10 @@ class Frontend:
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop accepting, let calls in flight finish for ``grace`` seconds, then cancel."""
+        stopping = [server.stop(grace) for server in self._http]
         if self._server is not None:
-            await self._server.stop(grace)
+            stopping.append(self._server.stop(grace))
+        await asyncio.gather(*stopping)
         for task in list(self._tasks):
             task.cancel("frontend stopping")
         for task in list(self._tasks):
@@ -115,16 +154,8 @@ class Frontend:
         self, request: pb.ModelInferRequest, time_left: float | None
     ) -> pb.ModelInferResponse:
         """Validate, run and package one inference request; raises QueryError."""
-        service = self.services.get(request.model_name)
-        if service is None:
-            raise QueryError(
-                "NOT_FOUND",
-                f"unknown model {request.model_name!r}; serving {sorted(self.services)}",
-            )
-        if len(request.inputs) != 1:
-            raise QueryError(
-                "INVALID_ARGUMENT", f"expected 1 input tensor, got {len(request.inputs)}"
-            )
+        service = self.service(request.model_name)
+        expect_one_input(len(request.inputs))
         tensor = request.inputs[0]
         if len(request.raw_input_contents) != 1:
             raise QueryError(
@@ -132,12 +163,7 @@ class Frontend:
                 f"input {tensor.name!r}: expected its data in raw_input_contents "
                 f"(1 entry), got {len(request.raw_input_contents)} entries",
             )
-        for wanted in request.outputs:
-            if wanted.name != service.output.name:
-                raise QueryError(
-                    "INVALID_ARGUMENT",
-                    f"unknown output {wanted.name!r}; expected {service.output.name!r}",
-                )
+        check_outputs(service.output, (wanted.name for wanted in request.outputs))
         rows = split_rows(
             service.input,
             tensor.name,
@@ -146,9 +172,7 @@ class Frontend:
             request.raw_input_contents[0],
             max_bytes=self.config.max_request_bytes,
         )
-        options = query_options(get_parameters(request.parameters))
-        timeout = self._timeout(service, options.timeout_ms, time_left)
-        results = await service.infer(rows, timeout, require_original=options.require_original)
+        results = await self.run(service, rows, get_parameters(request.parameters), time_left)
         response = pb.ModelInferResponse(model_name=service.name, model_version="1", id=request.id)
         spec = service.output
         response.outputs.add(name=spec.name, datatype=spec.datatype, shape=[len(rows), *spec.shape])
@@ -159,11 +183,43 @@ class Frontend:
             response.parameters[SOURCES].string_param = ",".join(sources)
         return response
 
+    def service(self, name: str) -> ModelService:
+        """The service of model ``name``; QueryError NOT_FOUND names the models served."""
+        service = self.services.get(name)
+        if service is None:
+            known = sorted(self.services)
+            raise QueryError("NOT_FOUND", f"unknown model {name!r}; serving {known}")
+        return service
+
+    async def run(
+        self,
+        service: ModelService,
+        rows: list[bytes],
+        parameters: Mapping[str, object],
+        time_left: float | None,
+    ) -> list[Result]:
+        """Answer validated ``rows`` under the request's ``parameters``, any front door.
+
+        ``time_left`` is the client's own deadline in seconds (a gRPC deadline, an
+        HTTP header), if it set one; raises QueryError.
+        """
+        options = query_options(parameters)
+        timeout = self._timeout(service, options.timeout_ms, time_left)
+        return await service.infer(rows, timeout, require_original=options.require_original)
+
     def _timeout(
         self, service: ModelService, timeout_ms: float | None, time_left: float | None
     ) -> float:
         """Seconds to the query's deadline: the tightest of the client's limits, else the SLO."""
-        limits = [t for t in (time_left, timeout_ms and timeout_ms / 1000) if t]
+        limits = []
+        if time_left is not None:
+            if time_left <= 0:
+                raise QueryError("DEADLINE_EXCEEDED", "the client's deadline had already passed")
+            # Answer (default or DEADLINE_EXCEEDED) a little before the client's gRPC
+            # deadline fires, so that the answer still reaches it; see DEADLINE_MARGIN_S.
+            limits.append(time_left - min(DEADLINE_MARGIN_S, time_left / 10))
+        if timeout_ms is not None:
+            limits.append(timeout_ms / 1000)
         if limits:
             return min(limits)
         slo = service.config.slo_ms or self.config.max_deadline_ms

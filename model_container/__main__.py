@@ -34,6 +34,19 @@ def parse_args(argv: Sequence[str] | None = None) -> ContainerConfig:
         "--delay-prob", type=float, default=None, help="delay probability (1 with --delay-ms)"
     )
     p.add_argument("--fail-prob", type=float, default=0.0, help="injected failure probability")
+    p.add_argument(
+        "--delay-dist", default="const", choices=["const", "exp"], help="of the injected delay"
+    )
+    p.add_argument(
+        "--service-time-ms",
+        type=float,
+        default=0.0,
+        help="pad each inference to this time (an accelerator's, on a CPU machine)",
+    )
+    p.add_argument(
+        "--shuffle-port", type=int, default=0, help="benchmarks: network-contention sidecar port"
+    )
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics (0: off)")
     p.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
     p.add_argument("--name", default=None, help="model name to serve (default: manifest's)")
     p.add_argument(

@@ -25,7 +25,8 @@ MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "parm-bundle/1"
 
-ROLES = ("base", "parity")
+# encoder/decoder: the networks of a learned code (train.learned), served like any model.
+ROLES = ("base", "parity", "encoder", "decoder")
 # Tensor datatypes of the KServe v2 / Open Inference Protocol.
 DATATYPES = (
     "BOOL",
@@ -99,34 +100,55 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ParityInfo:
-    """What a parity model was trained for: k data slots, a code, and one base model."""
+    """What a parity model was trained for: k data slots, a code, and one base model.
+
+    With r > 1 parities (the ``linear`` code) each parity model computes one of them:
+    ``index`` in ``[0, r)``.  ``r`` and ``index`` appear in the JSON only when r > 1, so
+    r=1 manifests keep their original form.  Learned codes (roles ``encoder`` and
+    ``decoder``) carry the same record.
+    """
 
     k: int
     code: str
     base_sha256: str
     base_name: str
+    r: int = 1
+    index: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object for this record."""
-        return {
+        d: dict[str, Any] = {
             "k": self.k,
             "code": self.code,
             "base_sha256": self.base_sha256,
             "base_name": self.base_name,
         }
+        if self.r != 1:
+            d |= {"r": self.r, "index": self.index}
+        return d
 
     @classmethod
     def from_json(cls, d: Any) -> ParityInfo:
         """Parse and validate the manifest's ``parity`` object."""
-        obj = _expect_object(d, "parity", {"k", "code", "base_sha256", "base_name"})
+        keys = {"k", "code", "base_sha256", "base_name"}
+        if isinstance(d, dict) and "r" in d:
+            keys |= {"r", "index"}
+        obj = _expect_object(d, "parity", keys)
         k = obj["k"]
         if not _is_int(k) or k < 1:
             raise BundleError(f"parity.k: expected an integer >= 1, got {k!r}")
+        r, index = obj.get("r", 1), obj.get("index", 0)
+        if not _is_int(r) or r < 1:
+            raise BundleError(f"parity.r: expected an integer >= 1, got {r!r}")
+        if not _is_int(index) or not 0 <= index < r:
+            raise BundleError(f"parity.index: expected an integer in [0, {r}), got {index!r}")
         return cls(
             k=k,
             code=_expect_str(obj, "code", "parity"),
             base_sha256=_expect_sha256(obj, "base_sha256", "parity"),
             base_name=_expect_str(obj, "base_name", "parity"),
+            r=r,
+            index=index,
         )
 
 
@@ -215,11 +237,20 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def check_parity_for(base: Manifest, parity: Manifest, *, k: int, code: str) -> None:
+def check_parity_for(
+    base: Manifest,
+    parity: Manifest,
+    *,
+    k: int,
+    code: str,
+    r: int = 1,
+    index: int | None = None,
+) -> None:
     """Raise `BundleMismatchError` unless ``parity`` is a parity model for ``base``.
 
-    It must be a parity bundle trained for exactly this ``k`` and ``code`` and for these
-    base weights, and its input and output tensors must match the base model's.
+    It must be a parity bundle trained for exactly this ``k``, ``code`` and ``r`` (and,
+    when given, parity ``index``) and for these base weights, and its input and output
+    tensors must match the base model's.
     """
     if base.role != "base":
         raise BundleMismatchError(f"base model {base.name!r} has role {base.role!r}, not 'base'")
@@ -235,6 +266,10 @@ def check_parity_for(base: Manifest, parity: Manifest, *, k: int, code: str) -> 
         raise BundleMismatchError(
             f"{where} was trained for code {info.code!r}, but code {code!r} is configured"
         )
+    if info.r != r:
+        raise BundleMismatchError(f"{where} was trained for r={info.r}, but r={r} is configured")
+    if index is not None and info.index != index:
+        raise BundleMismatchError(f"{where} computes parity {info.index}, not parity {index}")
     if info.base_sha256 != base.weights_sha256:
         raise BundleMismatchError(
             f"{where} was trained for base weights {info.base_sha256[:12]}... "
@@ -284,7 +319,7 @@ def _parse_parity(value: Any, role: str) -> ParityInfo | None:
             raise BundleError(f"parity: expected null for a base model, got {value!r}")
         return None
     if value is None:
-        raise BundleError("parity: expected a parity object for role 'parity', got null")
+        raise BundleError(f"parity: expected a parity object for role {role!r}, got null")
     return ParityInfo.from_json(value)
 
 

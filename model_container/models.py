@@ -1,5 +1,9 @@
 """Architectures shared by training and the model containers, and bundle load/save.
 
+Registered architectures: ``mlp`` (below), ``lenet5``, ``resnet18`` and ``vgg11``, and the
+learned-code networks ``mlp-encoder``, ``conv-encoder`` and ``mlp-decoder``
+(`model_container.architectures`).
+
 Training builds a network with `build`, saves it with `save_bundle`; a container loads it
 with `load_model`, which rebuilds the same architecture from the registry by name and the
 manifest's ``arch_args``, loads the weights from safetensors (never pickle), and folds the
@@ -15,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +27,14 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from model_container.architectures import (
+    VGG11,
+    ConvEncoder,
+    LeNet5,
+    MLPDecoder,
+    MLPEncoder,
+    ResNet18,
+)
 from model_container.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
@@ -92,6 +104,14 @@ class MLP(nn.Module):
         return self.layers(x)  # type: ignore[no-any-return]
 
 
+register("lenet5")(LeNet5)
+register("resnet18")(ResNet18)
+register("vgg11")(VGG11)
+register("mlp-encoder")(MLPEncoder)
+register("conv-encoder")(ConvEncoder)
+register("mlp-decoder")(MLPDecoder)
+
+
 class Preprocess(nn.Module):
     """``(x - mean) / std`` with one mean/std per channel, broadcast over axis 1."""
 
@@ -124,13 +144,19 @@ def save_bundle(
     preprocessing: dict[str, Any],
     parity: ParityInfo | None = None,
     metrics: dict[str, Any] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Manifest:
     """Write ``module``'s weights and a manifest to ``bundle_dir``, atomically.
 
     ``module`` is the bare network (without `Preprocess`). The bundle is assembled in a
     temporary sibling folder and moved into place, so a reader never sees a half-written
-    bundle; an existing bundle at ``bundle_dir`` is replaced.
+    bundle; an existing bundle at ``bundle_dir`` is replaced.  ``extra_files`` (name ->
+    bytes, for example a training run's ``metrics.json``) are written alongside.
     """
+    extra = dict(extra_files or {})
+    for file_name in extra:
+        if file_name in (MANIFEST_FILE, WEIGHTS_FILE) or Path(file_name).name != file_name:
+            raise ValueError(f"extra bundle file must be a plain new file name, got {file_name!r}")
     bundle_dir = Path(bundle_dir)
     bundle_dir.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -154,6 +180,8 @@ def save_bundle(
     with _staging_dir(bundle_dir) as staging:
         (staging / WEIGHTS_FILE).write_bytes(data)
         (staging / MANIFEST_FILE).write_text(text, encoding="utf-8")
+        for file_name, content in extra.items():
+            (staging / file_name).write_bytes(content)
         _swap_into_place(staging, bundle_dir)
     return manifest
 

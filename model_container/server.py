@@ -18,7 +18,8 @@ import functools
 import logging
 import random
 import signal
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from model_container.bundle import Manifest, TensorSpec, read_manifest
+from model_container.metrics import ContainerMetrics
 from model_container.models import load_model
 from model_container.runner import MODEL_VERSION, InferError, ModelRunner, resolve_device
 from model_container.stream import FramedServer
@@ -65,8 +67,22 @@ class ContainerConfig:
     fail_prob: float = 0.0
     seed: int | None = None
     name: str | None = None
+    #: pad each inference to this many ms (an accelerator's service time on a CPU
+    #: machine); the remainder is slept asynchronously, so padding burns no CPU
+    service_time_ms: float = 0.0
+    #: ``const``: every delayed response waits ``delay_ms``; ``exp``: an exponential
+    #: draw with mean ``delay_ms``
+    delay_dist: str = "const"
+    #: benchmark hook: serve network-contention transfers from this process (0: off)
+    shuffle_port: int = 0
+    #: Prometheus ``/metrics`` on this port (0: off)
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
+        if self.service_time_ms < 0:
+            raise ValueError(f"service_time_ms: expected >= 0, got {self.service_time_ms}")
+        if self.delay_dist not in ("const", "exp"):
+            raise ValueError(f"delay_dist: expected const or exp, got {self.delay_dist!r}")
         if self.threads < 1:
             raise ValueError(f"threads: expected >= 1, got {self.threads}")
         if self.delay_ms < 0:
@@ -96,6 +112,8 @@ class Container:
         self._rng = random.Random(config.seed)
         self._delay_s = config.delay_ms / 1000.0
         self._delay_prob = config.effective_delay_prob
+        self._service_s = config.service_time_ms / 1000.0
+        self.metrics = ContainerMetrics(self.name, lambda: self.ready)
 
     @property
     def ready(self) -> bool:
@@ -110,6 +128,20 @@ class Container:
         return runner
 
     async def infer(self, request: pb.ModelInferRequest, response: pb.ModelInferResponse) -> None:
+        """Answer one request into ``response``, counted in `metrics`; raises `InferError`."""
+        began = time.perf_counter()
+        self.metrics.inflight.inc()
+        try:
+            await self._answer(request, response)
+        except InferError as exc:
+            self.metrics.failed(exc.code.name)
+            raise
+        finally:
+            self.metrics.inflight.dec()
+        rows = response.outputs[0].shape[0] if response.outputs else 0
+        self.metrics.answered(time.perf_counter() - began, rows)
+
+    async def _answer(self, request: pb.ModelInferRequest, response: pb.ModelInferResponse) -> None:
         """Answer one request into ``response``; raises `InferError` for an error answer.
 
         This is the one exception boundary for inference on every transport: anything
@@ -122,9 +154,10 @@ class Container:
         delayed = self._rng.random() < self._delay_prob
         failed = self._rng.random() < self.config.fail_prob
         if delayed:
-            await asyncio.sleep(self._delay_s)
+            await asyncio.sleep(self._draw_delay())
         if failed:
             raise InferError(grpc.StatusCode.INTERNAL, "injected failure")
+        began = time.perf_counter()
         try:
             runner.infer(request, response)
         except InferError:
@@ -132,6 +165,15 @@ class Container:
         except Exception as exc:
             log.exception("inference failed for request id=%r", request.id)
             raise InferError(grpc.StatusCode.INTERNAL, f"inference failed: {exc}") from exc
+        if self._service_s:  # pad to the configured (accelerator-like) service time
+            left = self._service_s - (time.perf_counter() - began)
+            if left > 0:
+                await asyncio.sleep(left)
+
+    def _draw_delay(self) -> float:
+        if self.config.delay_dist == "exp" and self._delay_s > 0:
+            return self._rng.expovariate(1 / self._delay_s)
+        return self._delay_s
 
 
 def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
@@ -323,19 +365,47 @@ async def serve(
     framed = FramedServer(handler) if config.stream_port else None
     if framed is not None:
         extensions.append("parm_framed_tcp")
+    shuffle = None
     with _stop_on_signals(stop, handle_signals):
         grpc_server, health_servicer, port = await _start_grpc(config, container, extensions)
+        stop_metrics = None
         try:
+            stop_metrics = _start_metrics(config, container)
             stream_port = await framed.start(config.host, config.stream_port) if framed else 0
+            shuffle = await _start_shuffle(config)
             await _become_ready(config, container, health_servicer, port, stream_port, stop)
             await stop.wait()
             log.info("shutting down")
         finally:
+            if shuffle is not None:
+                await shuffle.close()
             await health_servicer.enter_graceful_shutdown()
             if framed is not None:
                 await framed.close(SHUTDOWN_GRACE_S)
             await grpc_server.stop(SHUTDOWN_GRACE_S)
+            if stop_metrics is not None:
+                await asyncio.to_thread(stop_metrics)
     log.info("stopped")
+
+
+def _start_metrics(config: ContainerConfig, container: Container) -> Callable[[], None] | None:
+    """Serve /metrics from the start, so a scrape sees a loading container as not ready."""
+    if not config.metrics_port:
+        return None
+    stop = container.metrics.serve(config.host, config.metrics_port)
+    log.info("metrics on http://%s/metrics", _address(config.host, config.metrics_port))
+    return stop
+
+
+async def _start_shuffle(config: ContainerConfig) -> Any:
+    """The benchmarks' network-contention sidecar, on this process's own event loop."""
+    if not config.shuffle_port:
+        return None
+    from bench.contention.shuffle import ShuffleServer  # benchmark-only code, loaded on demand
+
+    server = ShuffleServer()
+    await server.start(config.host, config.shuffle_port)
+    return server
 
 
 async def _become_ready(

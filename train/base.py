@@ -1,10 +1,16 @@
-"""Train a base model F (a plain classifier) and write it as a bundle."""
+"""Train a base model F (a plain classifier) and write it as a bundle.
+
+The run folder is the bundle (``manifest.json``, ``weights.safetensors``) plus
+``metrics.json`` (test accuracy, the per-epoch history, the config) and ``checkpoint.pt``.
+Inputs are normalised with per-channel statistics of the training part, stored in the
+manifest's ``preprocessing`` so that serving normalises exactly as training did.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from math import prod
 from pathlib import Path
 from typing import Any
@@ -14,71 +20,99 @@ from torch import nn
 
 from model_container.bundle import Manifest
 from model_container.models import Preprocess, save_bundle
+from train.augment import augment, check_augmentation, resolve
 from train.common import (
-    cosine_lr,
+    METRICS_FILE,
     input_spec,
+    input_stats,
+    json_bytes,
     output_spec,
     predict,
-    scalar_preprocessing,
+    resolve_device,
     seeded_build,
     top1,
     torch_threads,
 )
-from train.data import Split
+from train.data import Split, training_parts
+from train.loop import CHECKPOINT_FILE, RunStopped, TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
-class BaseConfig:
-    """Hyperparameters of base-model training; saved in the bundle's ``metrics["config"]``.
+class BaseConfig(TrainConfig):
+    """Hyperparameters of base-model training; saved in the bundle and its checkpoints.
 
-    ``arch_args`` are the architecture's own arguments; the input size and class count come
-    from the data set (`arch_args_for`).
+    ``arch_args`` are the architecture's own arguments; the input shape and class count
+    come from the data set (`arch_args_for`).
     """
 
     architecture: str = "mlp"
     arch_args: dict[str, Any] = field(default_factory=lambda: {"hidden": [200, 100]})
-    epochs: int = 80
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    threads: int | None = None  # torch intra-op threads; None: the available cores
-
-    def to_json(self) -> dict[str, Any]:
-        """The config as a JSON object."""
-        return dataclasses.asdict(self)
+    label_smoothing: float = 0.0
 
 
 def arch_args_for(architecture: str, arch_args: dict[str, Any], split: Split) -> dict[str, Any]:
     """Complete ``arch_args`` with what the data set fixes (input size, classes)."""
     if architecture == "mlp":
-        return {
-            "in_features": prod(split.sample_shape),
-            "num_classes": split.num_classes,
-            **arch_args,
-        }
-    return {"num_classes": split.num_classes, **arch_args}
+        fixed: dict[str, Any] = {"in_features": prod(split.sample_shape)}
+    else:
+        fixed = {"input_shape": list(image_shape(split.sample_shape))}
+    return {**fixed, "num_classes": split.num_classes, **arch_args}
 
 
-def train_base(split: Split, config: BaseConfig, bundle_dir: str | Path, *, name: str) -> Manifest:
-    """Train a classifier on ``split`` and save it as base bundle ``name`` at ``bundle_dir``."""
+def image_shape(sample_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a sample: images as they are, square flat inputs as 1 x n x n."""
+    if len(sample_shape) == 3:
+        return sample_shape[0], sample_shape[1], sample_shape[2]
+    side = round(prod(sample_shape) ** 0.5)
+    if len(sample_shape) == 1 and side * side == sample_shape[0]:
+        return 1, side, side
+    raise ValueError(f"a convolutional network needs image inputs, got samples {sample_shape}")
+
+
+def train_base(
+    split: Split,
+    config: BaseConfig,
+    bundle_dir: str | Path,
+    *,
+    name: str,
+    device: str = "cpu",
+    checkpoint: bool = False,
+    stop_after: int | None = None,
+) -> Manifest:
+    """Train a classifier on ``split`` and save it as base bundle ``name`` at ``bundle_dir``.
+
+    With ``checkpoint``, ``bundle_dir/checkpoint.pt`` is written as training goes and a
+    run with the same config continues from it.  ``stop_after`` ends the run after that
+    epoch by raising `RunStopped` (the checkpoint can resume it), without a bundle.
+    """
     start = time.perf_counter()
-    x_train, y_train = torch.from_numpy(split.x_train), torch.from_numpy(split.y_train)
-    preprocessing = scalar_preprocessing(x_train)
+    bundle_dir, dev = Path(bundle_dir), resolve_device(device)
+    (x, y), (x_val, y_val) = training_parts(split, config.val_fraction, config.seed, dev)
+    preprocessing = input_stats(x)
     arch_args = arch_args_for(config.architecture, config.arch_args, split)
     net = seeded_build(config.architecture, arch_args, config.seed)
-    model = nn.Sequential(Preprocess(preprocessing["mean"], preprocessing["std"]), net)
+    model = nn.Sequential(Preprocess(preprocessing["mean"], preprocessing["std"]), net).to(dev)
+    ckpt = bundle_dir / CHECKPOINT_FILE if checkpoint else None
     with torch_threads(config.threads):
-        fit_classifier(model, x_train, y_train, config)
-        logits = predict(model, torch.from_numpy(split.x_test))
-    seconds = time.perf_counter() - start
+        trainer = fit_classifier(model, x, y, config, split.augmentation, ckpt)
+
+        def validate() -> float | None:
+            return top1(predict(model, x_val), y_val) if len(x_val) else None
+
+        epoch = partial(classifier_epoch, x=x, y=y, config=config, dataset_aug=split.augmentation)
+        trainer.run(epoch, validate, eval_every=config.eval_every, stop_after=stop_after)
+        if trainer.epoch < config.epochs:
+            raise RunStopped(f"stopped after epoch {trainer.epoch}; checkpoint in {bundle_dir}")
+        test_logits = predict(model, torch.from_numpy(split.x_test).to(dev))
     metrics = {
-        "A_a": top1(logits, torch.from_numpy(split.y_test)),
-        "train_seconds": round(seconds, 3),
+        "A_a": top1(test_logits, torch.from_numpy(split.y_test).to(dev)),
+        "val_accuracy": trainer.best_score if len(x_val) else None,
+        "best_epoch": trainer.best_epoch,
+        "train_seconds": round(time.perf_counter() - start, 3),
         "dataset": split.name,
         "config": config.to_json(),
     }
-    return save_bundle(
+    manifest = save_bundle(
         bundle_dir,
         name=name,
         role="base",
@@ -89,31 +123,47 @@ def train_base(split: Split, config: BaseConfig, bundle_dir: str | Path, *, name
         output_spec=output_spec(split),
         preprocessing=preprocessing,
         metrics=metrics,
+        extra_files={METRICS_FILE: json_bytes(metrics | {"history": trainer.history})},
     )
+    trainer.save()  # the bundle replaced the folder: keep the final checkpoint beside it
+    return manifest
 
 
 def fit_classifier(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: BaseConfig
-) -> list[float]:
-    """Cross-entropy training with Adam and cosine decay; returns each epoch's mean loss."""
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(x) // config.batch_size)
-    scheduler = cosine_lr(optimizer, config.epochs * steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss()
-    history = []
-    model.train()
-    for _ in range(config.epochs):
-        order = torch.randperm(len(x), generator=generator)
-        total = 0.0
-        for i in range(0, len(x), config.batch_size):
-            batch = order[i : i + config.batch_size]
-            loss = loss_fn(model(x[batch]), y[batch])  # (B, classes) vs (B,)
-            optimizer.zero_grad(set_to_none=True)
-            torch.autograd.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            total += loss.item() * len(batch)
-        history.append(total / len(x))
-    model.eval()
-    return history
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: BaseConfig,
+    dataset_augmentation: str,
+    checkpoint: Path | None,
+) -> Trainer:
+    """The `Trainer` of a cross-entropy classifier run, resumed from ``checkpoint`` if any."""
+    check_augmentation(config.augment, dataset_augmentation, x)
+    steps = -(-len(x) // config.batch_size)
+    trainer = Trainer(
+        model,
+        model.parameters(),
+        config.optimisation(steps),
+        config.seed,
+        config.to_json(),
+        checkpoint,
+    )
+    trainer.resume()
+    return trainer
+
+
+def classifier_epoch(
+    trainer: Trainer, x: torch.Tensor, y: torch.Tensor, config: BaseConfig, dataset_aug: str
+) -> float:
+    """One epoch of cross-entropy training in a fresh random order; the mean loss."""
+    how = resolve(config.augment, dataset_aug)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    order = torch.randperm(len(x), generator=trainer.generator).to(x.device)
+    total = 0.0
+    for i in range(0, len(x), config.batch_size):
+        batch = order[i : i + config.batch_size]
+        xb = augment(x[batch], how, trainer.generator)  # (B, *sample)
+        loss = loss_fn(trainer.model(xb), y[batch])  # (B, classes) vs (B,)
+        trainer.step(loss)
+        total += loss.item() * len(batch)
+    return total / len(x)

@@ -1,11 +1,12 @@
-"""Small helpers shared by base and parity training: seeding, threads, schedules, specs."""
+"""Small helpers shared by the trainers: devices, seeding, threads, statistics, specs."""
 
 from __future__ import annotations
 
 import contextlib
-import math
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,6 +15,17 @@ from torch import nn
 from model_container.bundle import TensorSpec
 from model_container.models import build
 from train.data import Split
+
+METRICS_FILE = "metrics.json"
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when a GPU is usable, else the CPU; other names pass through."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested, but CUDA is not available")
+    return torch.device(name)
 
 
 def seeded_build(architecture: str, arch_args: dict[str, Any], seed: int) -> nn.Module:
@@ -42,20 +54,16 @@ def torch_threads(n: int | None = None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def scalar_preprocessing(x: torch.Tensor) -> dict[str, list[float]]:
-    """One mean and std over all of ``x`` (flat or greyscale inputs)."""
-    return {"mean": [float(x.mean())], "std": [float(x.std())]}
+def input_stats(x: torch.Tensor) -> dict[str, list[float]]:
+    """Mean and std per channel of images ``(N, C, H, W)``; one of each for flat inputs.
 
-
-def cosine_lr(
-    optimizer: torch.optim.Optimizer, total_steps: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay from the optimiser's learning rate to zero over ``total_steps``."""
-
-    def factor(step: int) -> float:
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    This is the bundle's ``preprocessing``: serving normalises with exactly these numbers.
+    """
+    if x.dim() == 4:
+        dims = (0, 2, 3)
+        mean, std = x.double().mean(dims), x.double().std(dims)
+        return {"mean": mean.tolist(), "std": [max(float(s), 1e-6) for s in std]}
+    return {"mean": [float(x.double().mean())], "std": [max(float(x.double().std()), 1e-6)]}
 
 
 @torch.no_grad()
@@ -81,3 +89,16 @@ def output_spec(split: Split) -> TensorSpec:
 def top1(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of rows whose argmax equals the label."""
     return float((logits.argmax(-1) == labels).float().mean())
+
+
+def json_bytes(data: Any) -> bytes:
+    """``data`` as indented JSON bytes, newline-terminated."""
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically (temporary file, then `os.replace`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(json_bytes(data))
+    os.replace(tmp, path)

@@ -1,10 +1,18 @@
-"""The offline digits data set."""
+"""Data sets: digits, npz, idx (MNIST, Fashion-MNIST) and CIFAR pickles, written here."""
 
 from __future__ import annotations
 
-import numpy as np
+import gzip
+import importlib.util
+import os
+import pickle
+from pathlib import Path
 
-from train.data import Split, load_digits
+import numpy as np
+import pytest
+
+from train.data import DatasetError, Split, hold_out, load_dataset, load_digits
+from train.formats import DataFormatError, read_cifar_batch, read_idx
 
 
 def test_shapes_and_dtypes(split: Split):
@@ -15,6 +23,7 @@ def test_shapes_and_dtypes(split: Split):
     assert split.y_test.dtype == np.int64
     assert split.sample_shape == (64,)
     assert split.num_classes == 10
+    assert split.augmentation == "none"
 
 
 def test_pixel_range(split: Split):
@@ -31,3 +40,223 @@ def test_split_is_fixed_by_the_seed(split: Split):
     again = load_digits(seed=0)
     assert np.array_equal(again.x_test, split.x_test)
     assert not np.array_equal(load_digits(seed=1).x_test, split.x_test)
+    assert np.array_equal(load_dataset("digits").x_test, split.x_test)
+
+
+# -- npz -----------------------------------------------------------------------------
+
+
+def test_npz_images_gain_a_channel_axis(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (10, 6, 6), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x_train=x[:8], y_train=np.arange(8) % 3, x_test=x[8:],
+             y_test=np.array([0, 2]))  # fmt: skip
+    s = load_dataset(f"npz:{tmp_path / 'd.npz'}")
+    assert (s.name, s.num_classes, s.augmentation) == ("npz:d", 3, "shift")
+    assert s.x_train.shape == (8, 1, 6, 6) and s.x_train.dtype == np.float32
+    assert np.array_equal(s.x_train[:, 0], x[:8].astype(np.float32))
+
+
+def test_npz_missing_array_is_named(tmp_path: Path):
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((2, 4)), y_train=np.zeros(2))
+    with pytest.raises(DatasetError, match=r"missing array\(s\) \['x_test', 'y_test'\]"):
+        load_dataset(f"npz:{tmp_path / 'd.npz'}")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"y_train": np.zeros(3)}, "2 train inputs but 3 labels"),
+        ({"x_test": np.zeros((2, 5))}, "train samples"),
+        ({"y_test": np.array([0, -1])}, r"labels must lie in \[0, "),
+        ({"x_train": np.zeros((2, 1, 1, 1, 4))}, "expected \\(N, D\\)"),
+    ],
+)
+def test_npz_inconsistent_arrays_are_refused(tmp_path: Path, changes, message):
+    arrays = {"x_train": np.zeros((2, 4)), "y_train": np.zeros(2), "x_test": np.zeros((2, 4)),
+              "y_test": np.zeros(2)} | changes  # fmt: skip
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(f"npz:{tmp_path / 'd.npz'}")
+
+
+# -- idx -----------------------------------------------------------------------------
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    code = {np.uint8: 0x08, np.int16: 0x0B, np.float32: 0x0D}[array.dtype.type]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def write_idx_set(folder: Path, *, gz: bool, seed: int = 0) -> dict[str, np.ndarray]:
+    """The four MNIST files, 6 training and 4 test images of 28x28."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, 6, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.array([0, 9, 3, 3], dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        data = idx_bytes(array)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return arrays
+
+
+@pytest.mark.parametrize(
+    ("kind", "sub", "gz"),
+    [("mnist", "", True), ("mnist", "MNIST/raw", False), ("fashion-mnist", "", False),
+     ("fashion-mnist", "FashionMNIST/raw", True)],
+)  # fmt: skip
+def test_idx_folders(tmp_path: Path, kind: str, sub: str, gz: bool):
+    arrays = write_idx_set(tmp_path / sub, gz=gz)
+    s = load_dataset(f"{kind}:{tmp_path}")
+    assert s.name == kind
+    assert s.x_train.shape == (6, 1, 28, 28) and s.x_test.shape == (4, 1, 28, 28)
+    assert np.array_equal(s.x_train[:, 0], arrays["train-images-idx3-ubyte"])
+    assert s.y_test.tolist() == [0, 9, 3, 3]
+    assert s.augmentation == ("shift-rotate" if kind == "mnist" else "shift-flip")
+
+
+def test_idx_reads_other_types_big_endian(tmp_path: Path):
+    values = np.array([[1.5, -2.0], [3.25, 1e6]], dtype=np.float32)
+    (tmp_path / "f").write_bytes(idx_bytes(values))
+    assert np.array_equal(read_idx(tmp_path / "f"), values)
+    shorts = np.array([-300, 7], dtype=np.int16)
+    (tmp_path / "s").write_bytes(idx_bytes(shorts))
+    assert read_idx(tmp_path / "s").tolist() == [-300, 7]
+
+
+def test_real_mnist_test_file_if_present():
+    path = Path(__file__).resolve().parents[3] / "shared/data/mnist/t10k-labels-idx1-ubyte.gz"
+    if not path.exists():
+        pytest.skip("the shared MNIST files are not on this machine")
+    labels = read_idx(path)
+    assert labels.shape == (10_000,) and labels.max() == 9
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\x00\x00\x08", "not an idx file"),
+        (b"\x01\x00\x08\x01" + bytes(8), "not an idx file"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated idx header"),
+        (b"\x00\x00\x08\x01\x00\x00\x00\x05" + bytes(4), "expected 5 data bytes"),
+        (b"\x1f\x8bnot gzip", "corrupt gzip"),
+    ],
+)
+def test_idx_errors(tmp_path: Path, data: bytes, message: str):
+    (tmp_path / "f").write_bytes(data)
+    with pytest.raises(DataFormatError, match=message):
+        read_idx(tmp_path / "f")
+
+
+def test_missing_idx_file_lists_where_it_looked(tmp_path: Path):
+    write_idx_set(tmp_path, gz=True)
+    os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(DatasetError, match=r"missing data file t10k-labels-idx1-ubyte: tried"):
+        load_dataset(f"mnist:{tmp_path}")
+
+
+# -- CIFAR ---------------------------------------------------------------------------
+
+
+def write_cifar_batch(path: Path, n: int, label_key: bytes, seed: int) -> np.ndarray:
+    """A batch as CIFAR ships it: a protocol-2 pickle of a dict with bytes keys."""
+    rng = np.random.default_rng(seed)
+    data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    batch = {b"batch_label": b"tiny", label_key: list(range(n)), b"data": data,
+             b"filenames": [b"x.png"] * n}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    return data
+
+
+def test_cifar10_batches(tmp_path: Path):
+    folder = tmp_path / "cifar-10-batches-py"  # torchvision's layout
+    first = write_cifar_batch(folder / "data_batch_1", 3, b"labels", 1)
+    for i in range(2, 6):
+        write_cifar_batch(folder / f"data_batch_{i}", 3, b"labels", i)
+    write_cifar_batch(folder / "test_batch", 2, b"labels", 9)
+    s = load_dataset(f"cifar10:{tmp_path}")
+    assert (s.name, s.num_classes, s.augmentation) == ("cifar10", 10, "crop-flip")
+    assert s.x_train.shape == (15, 3, 32, 32) and s.x_test.shape == (2, 3, 32, 32)
+    # Channel planes in order: the first 1024 values are red, row by row.
+    assert np.array_equal(s.x_train[0, 0].ravel(), first[0, :1024].astype(np.float32))
+    assert np.array_equal(s.x_train[0, 2].ravel(), first[0, 2048:].astype(np.float32))
+    assert s.y_train[:3].tolist() == [0, 1, 2]
+
+
+def test_cifar100_uses_fine_labels(tmp_path: Path):
+    write_cifar_batch(tmp_path / "train", 4, b"fine_labels", 0)
+    write_cifar_batch(tmp_path / "test", 2, b"fine_labels", 1)
+    s = load_dataset(f"cifar100:{tmp_path}")
+    assert (s.name, s.num_classes) == ("cifar100", 100)
+    assert s.x_train.shape == (4, 3, 32, 32)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_cifar_loader_refuses_foreign_globals(tmp_path: Path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
+    with pytest.raises(DataFormatError, match=r"refusing to unpickle (posix|os)\.system"):
+        read_cifar_batch(path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (pickle.dumps([1, 2]), "expected a dict"),
+        (b"garbage", "not a CIFAR python batch"),
+        (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8)}), "missing 'labels'"),
+        (pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}), "(N, 3072)"),
+    ],
+)
+def test_cifar_errors(tmp_path: Path, content: bytes, message: str):
+    folder = tmp_path / "cifar-10-batches-py"
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_cifar_batch(folder / name, 2, b"labels", 0)
+    (folder / "data_batch_3").write_bytes(content)
+    with pytest.raises(DataFormatError, match=message):
+        load_dataset(f"cifar10:{tmp_path}")
+
+
+# -- specs, validation split, downloads -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("mnist", "expected 'digits' or KIND:PATH"), ("svhn:/tmp", "unknown data set kind 'svhn'"),
+     ("npz:/nonexistent.npz", "cannot read")],
+)  # fmt: skip
+def test_bad_specs(spec: str, message: str):
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(spec)
+
+
+def test_download_without_torchvision_says_what_to_do(tmp_path: Path):
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed: this test covers its absence, offline")
+    with pytest.raises(DatasetError, match=r"needs torchvision \(pip install torchvision\)"):
+        load_dataset(f"mnist:{tmp_path}", download=True)
+
+
+def test_hold_out_is_disjoint_complete_and_seeded():
+    train, val = hold_out(100, 0.1, seed=3)
+    assert len(val) == 10 and len(train) == 90
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(100))
+    again_train, again_val = hold_out(100, 0.1, seed=3)
+    assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
+    assert not np.array_equal(val, hold_out(100, 0.1, seed=4)[1])
+    assert len(hold_out(100, 0.0, seed=0)[1]) == 0
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        hold_out(10, 1.0, seed=0)

@@ -1,17 +1,27 @@
-"""Degraded-mode evaluation through code.decode."""
+"""Degraded-mode evaluation through the code module's decoders."""
 
 from __future__ import annotations
 
+import json
+from math import comb
 from pathlib import Path
 
 import pytest
 import torch
 
+from frontend.codes import make_code
 from model_container.bundle import BundleMismatchError, ParityInfo, read_manifest
 from model_container.models import build, load_weights, save_bundle
 from train.base import BaseConfig, train_base
 from train.data import Split
-from train.evaluate import eval_groups, evaluate
+from train.evaluate import (
+    F_VALUES,
+    erasure_patterns,
+    eval_groups,
+    evaluate,
+    overall,
+    run_eval,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,12 +32,14 @@ def linear_base(split: Split, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def exact_parity(base_dir: Path, k: int, path: Path) -> Path:
-    """For linear F(x) = W (x - m) / s, the parity model W (P - k m) / s is exact."""
+def exact_parity(base_dir: Path, k: int, path: Path, code: str = "sum", r: int = 1, i: int = 0):
+    """For linear F(x) = W (x - m) / s, parity i of a linear code with row a is computed
+    exactly by W (P - sum(a) m) / s: the base weights with a shifted mean."""
     base = read_manifest(base_dir)
     net = build(base.architecture, **base.arch_args)
     net.load_state_dict(load_weights(base_dir, base))
     pre = base.preprocessing
+    weight = sum(make_code(code, k, r).combine(torch.ones(k, 1))[i].tolist()[0:1])
     save_bundle(
         path,
         name="exact",
@@ -37,8 +49,8 @@ def exact_parity(base_dir: Path, k: int, path: Path) -> Path:
         module=net,
         input_spec=base.inputs[0],
         output_spec=base.outputs[0],
-        preprocessing={"mean": [k * pre["mean"][0]], "std": pre["std"]},
-        parity=ParityInfo(k, "sum", base.weights_sha256, base.name),
+        preprocessing={"mean": [weight * pre["mean"][0]], "std": pre["std"]},
+        parity=ParityInfo(k, code, base.weights_sha256, base.name, r, i),
     )
     return path
 
@@ -51,6 +63,52 @@ def test_exact_parity_reconstructs_exactly(linear_base: Path, split: Split, tmp_
     assert metrics["A_d_agreement"] == 1.0
     assert metrics["A_d"] == pytest.approx(metrics["A_a"])
     assert metrics["groups"] == 3 * (len(split.x_test) // k)
+    assert (metrics["k"], metrics["r"], metrics["code"]) == (k, 1, "sum")
+
+
+def test_k_and_code_default_to_the_parity_models(linear_base: Path, split: Split, tmp_path):
+    parity = exact_parity(linear_base, 3, tmp_path / "parity")
+    assert evaluate(linear_base, parity, split, rounds=1)["k"] == 3
+
+
+@pytest.mark.parametrize(("k", "r"), [(2, 2), (3, 2)])
+def test_linear_code_decodes_every_erasure_pattern(linear_base, split, tmp_path, k, r):
+    parities = [exact_parity(linear_base, k, tmp_path / f"p{i}", "linear", r, i) for i in range(r)]
+    metrics = evaluate(linear_base, list(reversed(parities)), split, rounds=1)  # any order
+    assert (metrics["k"], metrics["r"], metrics["code"]) == (k, r, "linear")
+    assert len(metrics["patterns"]) == len(erasure_patterns(k, r))
+    assert metrics["recon_mse"] < 1e-6
+    assert metrics["A_d_agreement"] == 1.0
+    assert all(p["A_d_agreement"] == 1.0 for p in metrics["patterns"])
+
+
+def test_run_eval_writes_metrics_and_a_plot(linear_base: Path, split: Split, tmp_path: Path):
+    parity = exact_parity(linear_base, 2, tmp_path / "parity")
+    metrics = run_eval(linear_base, [parity], split, tmp_path / "eval", rounds=1)
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(metrics))
+    assert {"A_a", "A_d", "A_d_agreement", "A_o", "k", "code", "A_default"} <= saved.keys()
+    assert list(saved["A_o"]) == [str(f) for f in F_VALUES]
+    assert (tmp_path / "eval" / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    most_common = int(torch.bincount(torch.from_numpy(split.y_train)).argmax())
+    assert saved["default_class"] == most_common
+    with pytest.raises(BundleMismatchError, match="at least one parity"):
+        run_eval(linear_base, [], split, tmp_path / "none")
+
+
+def test_overall_accuracy():
+    assert overall(0.9, 0.5) == {str(f): pytest.approx((1 - f) * 0.9 + f * 0.5) for f in F_VALUES}
+
+
+@pytest.mark.parametrize(("k", "r"), [(2, 1), (4, 1), (2, 2), (3, 2), (4, 3)])
+def test_erasure_patterns(k, r):
+    patterns = erasure_patterns(k, r)
+    # every set of 1..r erased outputs among k + r, minus those that erase parities only
+    expected = sum(comb(k + r, e) - comb(r, e) for e in range(1, r + 1))
+    assert len(patterns) == expected
+    assert all(missing and len(missing) + len(lost) <= r for missing, lost in patterns)
+    if r == 1:
+        assert patterns == [((j,), ()) for j in range(k)]
 
 
 def test_evaluate_refuses_a_parity_model_for_another_k(linear_base: Path, split, tmp_path):
@@ -63,6 +121,12 @@ def test_evaluate_refuses_a_parity_model_for_another_base(linear_base, base_dir,
     parity = exact_parity(linear_base, 2, tmp_path / "parity")
     with pytest.raises(BundleMismatchError, match="trained for base weights"):
         evaluate(base_dir, parity, split, 2)
+
+
+def test_evaluate_refuses_a_missing_parity_of_a_linear_code(linear_base, split, tmp_path):
+    parity = exact_parity(linear_base, 2, tmp_path / "p1", "linear", 2, 1)
+    with pytest.raises(BundleMismatchError, match="trained for r=2, but r=1"):
+        evaluate(linear_base, [parity], split)
 
 
 @pytest.mark.parametrize(("n", "k"), [(10, 2), (10, 3), (360, 4)])

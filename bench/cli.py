@@ -1,0 +1,156 @@
+"""Command-line options of the benchmarks and the simulator, for ``deploy.cli``.
+
+Only argparse here: the heavy modules are imported when a command runs, so ``parm``
+starts fast whatever the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Home = Callable[[], Path]
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(","))
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
+
+
+def _no_grpc_fork_handlers() -> None:
+    """Keep gRPC's fork handlers out of the launcher, before grpc is first imported.
+
+    The launcher forks instance and client processes while its frontend's gRPC threads
+    run; gRPC's fork handlers then run in the child between fork and exec, and were
+    seen to abort it there (``ev_epoll1_linux.cc: Check failed: next_worker->state ==
+    KICKED``).  The children exec at once and need none of gRPC's state.
+    """
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+
+def _command() -> str:
+    return "parm " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "parm"
+
+
+def add_latency(bench: Any, home: Home) -> None:
+    """``parm bench latency``."""
+    p = bench.add_parser("latency", help="tail latency of every mode, side by side")
+    p.add_argument("--quick", action="store_true", help="k=2, coded vs equal-resources, 1 rate")
+    p.add_argument("--out", type=Path, default=Path("bench/out/latency"), help="output folder")
+    p.add_argument("--ks", type=_ints, help="e.g. 2,3,4")
+    p.add_argument("--modes", type=_words, help="e.g. coded,equal-resources,replicate,none")
+    p.add_argument("--rates", type=_floats, help="queries/s, e.g. 60,90,120")
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--queries", type=int, help="measured queries per run")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--groups", type=int, help="instances: k*G data + G parity")
+    p.add_argument("--service-time-ms", type=float, help="padded per-inference time")
+    p.add_argument("--contention", help="none, or KIND[:k=v,...][+KIND...]; see bench.contention")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--transport", choices=["grpc", "http"], help="client protocol (gRPC)")
+    p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--no-append", action="store_true", help="do not append to --results")
+
+    def run(args: argparse.Namespace) -> int:
+        _no_grpc_fork_handlers()
+        from bench.latency import plan_from_options, run_latency
+        from deploy.cli import _run_loop
+
+        keys = (
+            "ks",
+            "modes",
+            "rates",
+            "repeats",
+            "queries",
+            "warmup",
+            "groups",
+            "seed",
+            "transport",
+        )
+        overrides = {key: getattr(args, key) for key in keys}
+        overrides.update(service_time_ms=args.service_time_ms, contention=args.contention)
+        plan = plan_from_options(args.quick, **overrides)
+        results = None if args.no_append else args.results
+        return _run_loop(run_latency(plan, args.out, results, home(), _command()))
+
+    p.set_defaults(run=run)
+
+
+def add_codes(bench: Any) -> None:
+    """``parm bench codes``: encode/decode micro-benchmarks."""
+    p = bench.add_parser("codes", help="encode/decode latency against the memory-copy floor")
+    p.add_argument("--repeats", type=int, default=2000)
+    p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--no-append", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        from bench.micro import run_micro
+
+        return run_micro(args.repeats, None if args.no_append else args.results, _command())
+
+    p.set_defaults(run=run)
+
+
+def add_calibrate(bench: Any, home: Home) -> None:
+    """``parm bench calibrate``: measure real instances for the simulator."""
+    p = bench.add_parser("calibrate", help="measure real instances to calibrate the simulator")
+    p.add_argument("--service-time-ms", type=float, default=10.0)
+    p.add_argument("--queries", type=int, default=6000, help="queries in the recorded run")
+    p.add_argument("--out", type=Path, default=Path("bench/sim/calibration.json"))
+
+    def run(args: argparse.Namespace) -> int:
+        _no_grpc_fork_handlers()
+        from bench.sim.calibrate import run_calibrate
+        from deploy.cli import _run_loop
+
+        return _run_loop(run_calibrate(args.service_time_ms, args.queries, args.out, home()))
+
+    p.set_defaults(run=run)
+
+
+def add_bench(bench: Any, home: Home) -> None:
+    """Every ``parm bench`` command defined here."""
+    add_latency(bench, home)
+    add_calibrate(bench, home)
+    add_codes(bench)
+
+
+def add_sim(sub: Any) -> None:
+    """``parm sim``: the discrete-event simulator over the frontend's own coordinator."""
+    p = sub.add_parser("sim", help="simulate a cluster beyond one machine (same coordinator)")
+    p.add_argument("--scenario", default="papers", choices=["local", "papers", "scale"])
+    p.add_argument("--ks", type=_ints, default=(2,))
+    p.add_argument("--modes", type=_words, default=("coded", "equal-resources"))
+    p.add_argument("--rates", type=_floats, help="queries/s")
+    p.add_argument("--groups", type=int, help="instances: k*G data + G parity")
+    p.add_argument("--queries", type=int, help="measured queries per run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--contention", help="as for parm bench latency (default: the scenario's)")
+    p.add_argument("--calibration", type=Path, help="from parm bench calibrate (default: shipped)")
+    p.add_argument("--compare", type=Path, help="a real results.json: p99 side by side")
+    p.add_argument(
+        "--replay", action="store_true", help="replay the calibration's trace by time (local)"
+    )
+    p.add_argument("--out", type=Path, default=Path("bench/out/sim"))
+    p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--no-append", action="store_true")
+
+    def run(args: argparse.Namespace) -> int:
+        from bench.sim.cli import run_sim
+
+        return run_sim(args, None if args.no_append else args.results, _command())
+
+    p.set_defaults(run=run)

@@ -1,0 +1,86 @@
+"""Pause episodes: an instance process is stopped (SIGSTOP) for a drawn time, then resumed.
+
+This is the straggler at its starkest -- a garbage-collection pause, a VM descheduled, a
+machine swapping: the process holds its in-flight query and makes no progress at all.
+Episodes start as a Poisson process over the whole cluster (``rate`` per second); each
+picks a random instance that is not already paused and a duration drawn uniformly from
+``min_ms..max_ms``.  ``stop()`` resumes every paused process, so nothing is left stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PauseSpec:
+    rate: float = 1.0  # episodes per second, whole cluster
+    min_ms: float = 50.0
+    max_ms: float = 150.0
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or not 0 < self.min_ms <= self.max_ms:
+            raise ValueError(f"invalid pause settings: {self}")
+
+    def describe(self) -> str:
+        return (
+            f"pause episodes: SIGSTOP of a random instance for {self.min_ms:g}-{self.max_ms:g} ms "
+            f"(uniform), {self.rate:g} per second over the cluster (Poisson)"
+        )
+
+
+class Pauser:
+    """Stops and resumes processes from ``pids`` on a seeded random schedule."""
+
+    def __init__(self, pids: Sequence[int], spec: PauseSpec, seed: int = 0) -> None:
+        if not pids:
+            raise ValueError("pause episodes need at least one process")
+        self.pids = list(pids)
+        self.spec = spec
+        self.episodes = 0
+        self.paused: set[int] = set()
+        self._rng = random.Random(seed)
+        self._task: asyncio.Task[None] | None = None
+        self._resumes: dict[int, asyncio.TimerHandle] = {}
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pauses")
+
+    async def stop(self) -> None:
+        """End the schedule and resume every process still paused."""
+        if self._task is not None:
+            self._task.cancel("pauses stopping")
+            await asyncio.gather(self._task, return_exceptions=True)
+        for handle in self._resumes.values():
+            handle.cancel()
+        for pid in list(self.paused):
+            self._resume(pid)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._rng.expovariate(self.spec.rate))
+            duration = self._rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
+            free = [pid for pid in self.pids if pid not in self.paused]
+            if not free:
+                continue
+            pid = self._rng.choice(free)
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue  # the instance is restarting
+            self.paused.add(pid)
+            self.episodes += 1
+            self._resumes[pid] = loop.call_later(duration, self._resume, pid)
+
+    def _resume(self, pid: int) -> None:
+        self.paused.discard(pid)
+        self._resumes.pop(pid, None)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)

@@ -1,0 +1,397 @@
+"""``parm bench latency``: tail latency of every mode, side by side, measured at the client.
+
+For each k, one local cluster per mode is started -- ``coded`` (k*g data instances of F
+and g of the parity model), ``equal-resources`` and ``replicate`` (the same k*g + g
+instances, all running F), ``none`` (the same processes; only the k*g data instances
+serve) -- so every mode has the same number of instance processes, the same padded
+service time and the same contention.  All clusters of one k stay up together and the
+runs are interleaved mode by mode (rate, then repeat, then mode): a machine whose
+background load drifts during the benchmark (other work on a shared box) drifts for
+every mode alike.  Each run uses the same seed for the arrivals and for the contention
+schedule across modes, so mode is the only thing that changes between them.
+
+Idle clusters cost next to nothing (padded instances sleep), which is why keeping them
+up beats restarting: a restart would change processes, ports and warm caches between
+the modes being compared.  The frontend runs in this process; the load generator
+(``bench.loadgen``) runs in its own, so the two do not share an event loop.
+
+Instances pad each inference to ``service_time_ms`` (the model container's
+``--service-time-ms``): a stand-in for an accelerator's service time on a CPU-only
+machine, reported as such, never as GPU time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bench.contention import ActiveContention, Contention, parse_contention
+from deploy.local import Instance, LocalCluster
+from deploy.spec import Deployment, ModelDeployment
+from frontend.events import Mode
+
+MODEL = "digits"
+ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE)
+#: the papers' shuffles, scaled to what this machine's cores can carry (see RESULTS.md)
+PAPERS_LOCAL = "shuffle:concurrency=1"
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    """What ``parm bench latency`` runs."""
+
+    ks: tuple[int, ...] = (2, 3, 4)
+    modes: tuple[Mode, ...] = ALL_MODES
+    rates: tuple[float, ...] = (60.0, 120.0, 180.0)
+    repeats: int = 3
+    queries: int = 8_000
+    warmup: int = 500
+    groups: int = 2  # instances: k * groups data + groups parity
+    service_time_ms: float = 10.0
+    contention: Contention = field(default_factory=lambda: parse_contention(PAPERS_LOCAL))
+    seed: int = 0
+    settle_s: float = 2.0  # contention runs this long before the client starts
+    transport: str = "grpc"  # or "http": KServe v2 REST
+
+    def __post_init__(self) -> None:
+        if not self.ks or not self.modes or not self.rates or self.repeats < 1:
+            raise ValueError("a plan needs at least one k, mode, rate and repeat")
+        if self.transport not in ("grpc", "http"):
+            raise ValueError(f"transport: expected grpc or http, got {self.transport!r}")
+
+    def instances(self, k: int) -> int:
+        return k * self.groups + self.groups
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "ks": list(self.ks),
+            "modes": [m.value for m in self.modes],
+            "rates": list(self.rates),
+            "repeats": self.repeats,
+            "queries": self.queries,
+            "warmup": self.warmup,
+            "groups": self.groups,
+            "service_time_ms": self.service_time_ms,
+            "service_time": "padded (sleep) on CPU instances, standing in for an "
+            "accelerator's service time; not GPU time",
+            "contention": self.contention.text,
+            "contention_description": self.contention.describe(),
+            "seed": self.seed,
+            "transport": self.transport,
+        }
+
+
+#: ``--quick``: k=2, coded against equal-resources (8 + 4 against 12 instances), one rate,
+#: papers'-style shuffles; about 7 minutes on a 2-core machine.
+QUICK = LatencyPlan(
+    ks=(2,),
+    modes=(Mode.CODED, Mode.EQUAL_RESOURCES),
+    rates=(120.0,),
+    repeats=3,
+    queries=6_000,
+    warmup=400,
+    groups=4,
+)
+
+
+@dataclass
+class ModeCluster:
+    """One mode's running cluster and the sidecar ports of its instances."""
+
+    mode: Mode
+    k: int
+    cluster: LocalCluster
+    shuffle_ports: dict[str, int]
+
+    def url(self, transport: str) -> str:
+        front = self.cluster.frontend
+        if transport == "http":
+            return f"http://127.0.0.1:{front.http_port}"
+        return f"127.0.0.1:{front.grpc_port}"
+
+    def pids(self) -> list[int]:
+        procs = [inst.process for inst in self.cluster.instances.values()]
+        return [p.pid for p in procs if p is not None and p.returncode is None]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _cluster(
+    k: int, mode: Mode, plan: LatencyPlan, bundles: tuple[Path, Path], logs: Path
+) -> ModeCluster:
+    base, parity = bundles
+    model = ModelDeployment(
+        MODEL,
+        base,
+        parity,
+        k=k,
+        mode=mode,
+        data_instances=k * plan.groups,
+        parity_instances=plan.groups,
+    )
+    ports: dict[str, int] = {}
+
+    def extra(inst: Instance) -> list[str]:
+        port = ports.setdefault(inst.name, _free_port())  # stable across restarts
+        padding = ["--service-time-ms", str(plan.service_time_ms)]
+        return padding + plan.contention.container_args(port)
+
+    http = 0 if plan.transport == "http" else None  # 0: any free port
+    deployment = Deployment((model,), grpc_port=0, http_port=http)
+    cluster = LocalCluster(deployment, logs / f"k{k}-{mode.value}", extra)
+    return ModeCluster(mode, k, cluster, ports)
+
+
+@contextlib.asynccontextmanager
+async def clusters_for(
+    k: int, plan: LatencyPlan, bundles: tuple[Path, Path], logs: Path
+) -> AsyncIterator[list[ModeCluster]]:
+    """Every mode's cluster for ``k``, all up together; stopped in reverse on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        running = []
+        for mode in plan.modes:
+            mc = _cluster(k, mode, plan, bundles, logs)
+            await stack.enter_async_context(mc.cluster)
+            running.append(mc)
+        yield running
+
+
+async def load_client(
+    url: str, rate: float, queries: int, warmup: int, seed: int, raw: Path, transport: str
+) -> dict[str, Any]:
+    """Run ``bench.loadgen`` in its own process; its JSON summary."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", "--url", url, "--model", MODEL,
+        "--transport", transport,
+        "--rate", str(rate), "--queries", str(queries), "--warmup", str(warmup),
+        "--seed", str(seed), "--raw", str(raw),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        out, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:  # cancelled: the client must not outlive the run
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator failed with exit code {proc.returncode}")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+async def run_point(
+    mc: ModeCluster, plan: LatencyPlan, rate: float, repeat: int, raw_dir: Path
+) -> dict[str, Any]:
+    """One measured run of one mode at one rate, under the plan's contention."""
+    seed = plan.seed + 1000 * repeat
+    active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
+    raw = raw_dir / f"k{mc.k}-{mc.mode.value}-r{rate:g}-{repeat}.json"
+    began = time.perf_counter()
+    active.start()
+    lag = LoopLag()
+    try:
+        await asyncio.sleep(plan.settle_s)
+        async with lag.watching():
+            url = mc.url(plan.transport)
+            result = await load_client(
+                url, rate, plan.queries, plan.warmup, seed, raw, plan.transport
+            )
+    finally:
+        await active.stop()
+    result.update(
+        mode=mc.mode.value,
+        k=mc.k,
+        repeat=repeat,
+        contention=plan.contention.text,
+        injected=active.stats(),
+        instances=plan.instances(mc.k),
+        raw=raw.name,
+        wall_s=time.perf_counter() - began,
+        **lag.summary(),
+    )
+    return result
+
+
+class LoopLag:
+    """How late this process's event loop (the frontend's) wakes up: stalls show here.
+
+    A stall of the frontend process (descheduled on a busy machine, a long garbage
+    collection) delays every query at once, whatever the mode; this separates such
+    stalls from what the instances do.
+    """
+
+    PERIOD_S = 0.005
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.cpu_share = 0.0  # cores this process used while watching
+        self.gc_max_s = 0.0  # the longest garbage collection meanwhile
+        self._gc_began = 0.0
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(self._watch())
+        cpu, wall = _cpu_seconds(), time.perf_counter()
+        gc.callbacks.append(self._on_gc)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._on_gc)
+            self.cpu_share = (_cpu_seconds() - cpu) / (time.perf_counter() - wall)
+            task.cancel("run over")
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_began = now
+        else:
+            self.gc_max_s = max(self.gc_max_s, now - self._gc_began)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.PERIOD_S
+            await asyncio.sleep(self.PERIOD_S)
+            self.lags.append(loop.time() - due)
+
+    def summary(self) -> dict[str, float]:
+        if not self.lags:
+            return {}
+        ms = sorted(lag * 1000 for lag in self.lags)
+        return {
+            "loop_lag_p99_ms": ms[int(0.99 * (len(ms) - 1))],
+            "loop_lag_max_ms": ms[-1],
+            "frontend_cpu_cores": self.cpu_share,
+            "frontend_gc_max_ms": self.gc_max_s * 1000,
+        }
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+async def run_plan(
+    plan: LatencyPlan, bundles: dict[int, tuple[Path, Path]], out_dir: Path, logs: Path
+) -> list[dict[str, Any]]:
+    """Every run of the plan, in order; one result per (k, rate, repeat, mode)."""
+    raw_dir = out_dir / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for k in plan.ks:
+        async with clusters_for(k, plan, bundles[k], logs) as running:
+            for rate in plan.rates:
+                for repeat in range(plan.repeats):
+                    for mc in running:
+                        row = await run_point(mc, plan, rate, repeat, raw_dir)
+                        _progress(row)
+                        rows.append(row)
+                        await asyncio.sleep(0.5)  # let queues drain between runs
+    return rows
+
+
+def _progress(row: dict[str, Any]) -> None:
+    print(
+        f"  k={row['k']} {row['mode']:<16} rate={row['rate']:g} rep={row['repeat']}: "
+        f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} p99.9 {row['p999_ms']:.2f} ms "
+        f"sources {row['sources']} ({row['wall_s']:.0f} s; frontend: loop lag max "
+        f"{row.get('loop_lag_max_ms', 0):.0f} ms, GC max {row.get('frontend_gc_max_ms', 0):.0f} "
+        f"ms, {row.get('frontend_cpu_cores', 0):.2f} cores)",
+        flush=True,
+    )
+
+
+def plan_from_options(quick: bool, **overrides: Any) -> LatencyPlan:
+    """The quick or full plan with the command line's overrides (None: keep)."""
+    plan = QUICK if quick else LatencyPlan()
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    if "contention" in changes:
+        changes["contention"] = parse_contention(changes["contention"])
+    if "modes" in changes:
+        changes["modes"] = tuple(Mode(m) for m in changes["modes"])
+    return replace(plan, **changes)
+
+
+def demo_bundles(ks: Sequence[int], home: Path) -> dict[int, tuple[Path, Path]]:
+    """The demo bundles for each k, trained (or found) by a child process.
+
+    Not in this process: importing torch here would put a quarter of a million objects
+    on the heap of the process that runs the frontend, and every full garbage
+    collection would then stall it for hundreds of milliseconds (measured: 0.5 s).
+    """
+    code = (
+        "import json, sys; from pathlib import Path; from train.demo import ensure_demo\n"
+        "out = {k: [str(p) for p in (d.base_dir, d.parity_dir)] for k in map(int, sys.argv[2:])"
+        " for d in [ensure_demo(k, Path(sys.argv[1]))]}\n"
+        "print(json.dumps(out))"
+    )
+    args = [sys.executable, "-c", code, str(home / "demo"), *map(str, ks)]
+    done = subprocess.run(args, check=True, capture_output=True, text=True)
+    paths = json.loads(done.stdout.strip().splitlines()[-1])
+    return {int(k): (Path(v[0]), Path(v[1])) for k, v in paths.items()}
+
+
+@contextlib.contextmanager
+def _cancelled_by_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM cancel the run, so every injector stops (no instance is left
+    SIGSTOPped, no hog spinning) and the clusters shut down in order."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def run_latency(
+    plan: LatencyPlan, out_dir: Path, results_md: Path | None, home: Path, command: str
+) -> int:
+    """Run the plan; write results.json, results.csv and PNGs to ``out_dir``; report."""
+    from bench import plots
+    from bench.report import aggregate, machine, markdown, write_outputs
+
+    bundles = demo_bundles(plan.ks, home)
+    print(f"contention: {plan.contention.describe()}", flush=True)
+    try:
+        with _cancelled_by_signals():
+            rows = await run_plan(plan, bundles, out_dir, home / "logs")
+    except asyncio.CancelledError:
+        print("interrupted: injectors stopped, clusters shut down", file=sys.stderr)
+        return 130
+    runs = aggregate(rows)
+    meta = {**plan.describe(), "machine": machine(), "command": command}
+    write_outputs(out_dir, runs, rows, meta)
+    label = plan.contention.text
+    pngs = plots.cdf_plots(rows, out_dir / "raw", out_dir, label)
+    pngs.append(plots.tail_vs_rate(runs, out_dir, label))
+    text = markdown("Tail latency, local cluster", command, meta, runs)
+    print(text)
+    print(f"wrote {out_dir / 'results.json'}, results.csv and {len(pngs)} plots", flush=True)
+    if results_md is not None:
+        with results_md.open("a") as f:
+            f.write("\n" + text)
+        print(f"appended to {results_md}")
+    return 0

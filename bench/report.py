@@ -1,0 +1,132 @@
+"""Turning benchmark runs into ``results.json``, a CSV and a Markdown section.
+
+Each point (mode, k, rate) was run several times; as in the papers, the reported figure
+is the median over the repeats, statistic by statistic.  Answer sources are summed over
+the repeats and given as shares.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import os
+import platform
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+STATS = ("p50_ms", "mean_ms", "p99_ms", "p995_ms", "p999_ms", "gap_p999_p50_ms")
+CSV_FIELDS = ("mode", "k", "rate", "contention", "repeats", *STATS, "original", "reconstructed")
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (mode, k, rate): medians over repeats, sources summed."""
+    groups: dict[tuple[str, int, float], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["mode"], row["k"], row["rate"]].append(row)
+    runs = []
+    for (mode, k, rate), reps in groups.items():
+        entry: dict[str, Any] = {
+            "mode": mode,
+            "k": k,
+            "rate": rate,
+            "contention": reps[0]["contention"],
+            "repeats": len(reps),
+        }
+        for stat in STATS:
+            entry[stat] = statistics.median(r[stat] for r in reps)
+        counts: Counter[str] = Counter()
+        for r in reps:
+            counts.update(r["sources"])
+        total = sum(counts.values()) or 1
+        entry["sources"] = {s: n / total for s, n in sorted(counts.items())}
+        entry["errors"] = sum(sum(r.get("errors", {}).values()) for r in reps)
+        runs.append(entry)
+    return runs
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{platform.system()} {platform.machine()} ({cpu}), {os.cpu_count()} cores, "
+        f"{mem:.0f} GiB, Python {platform.python_version()}, no GPU"
+    )
+
+
+def write_outputs(
+    out_dir: Path, runs: list[dict[str, Any]], rows: list[dict[str, Any]], meta: dict[str, Any]
+) -> None:
+    """``results.json`` (aggregated runs, every repeat, the plan) and ``results.csv``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"runs": runs, "repeats": rows, "meta": meta}
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1))
+    with (out_dir / "results.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for run in runs:
+            sources = run["sources"]
+            writer.writerow(
+                {
+                    **run,
+                    "original": sources.get("original", 0.0),
+                    "reconstructed": sources.get("reconstructed", 0.0),
+                }
+            )
+
+
+def comparisons(runs: list[dict[str, Any]]) -> list[str]:
+    """Coded against equal-resources at each (k, rate): p99.9 reduction, median gap."""
+    by = {(r["mode"], r["k"], r["rate"]): r for r in runs}
+    lines = []
+    for (mode, k, rate), coded in sorted(by.items()):
+        er = by.get(("equal-resources", k, rate))
+        if mode != "coded" or er is None:
+            continue
+        cut = 1 - coded["p999_ms"] / er["p999_ms"]
+        gap = coded["p50_ms"] - er["p50_ms"]
+        lines.append(
+            f"k={k}, {rate:g} queries/s: ParM p99.9 {coded['p999_ms']:.1f} ms vs "
+            f"Equal-Resources {er['p999_ms']:.1f} ms ({cut:.0%} lower); "
+            f"median {coded['p50_ms']:.2f} vs {er['p50_ms']:.2f} ms ({gap:+.2f} ms)"
+        )
+    return lines
+
+
+def table(runs: Sequence[dict[str, Any]], groups: int) -> list[str]:
+    """Markdown table rows, one per (k, rate, mode)."""
+    lines = [
+        "| mode | k | instances | rate q/s | p50 ms | mean ms | p99 ms | p99.5 ms | p99.9 ms "
+        "| p99.9-p50 ms | reconstructed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sorted(runs, key=lambda r: (r["k"], r["rate"], r["mode"])):
+        inst = r["k"] * groups + groups
+        lines.append(
+            f"| {r['mode']} | {r['k']} | {inst:,} | {r['rate']:,g} | {r['p50_ms']:.2f} | "
+            f"{r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['p995_ms']:.2f} | {r['p999_ms']:.2f} "
+            f"| {r['gap_p999_p50_ms']:.2f} | {r['sources'].get('reconstructed', 0):.1%} |"
+        )
+    return lines
+
+
+def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """A RESULTS.md section: command, machine, date, setting, table, comparisons."""
+    lines = [
+        f"### {title} ({datetime.date.today().isoformat()})",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {machine()}; client, frontend and every instance share it.  ",
+        f"Service time: {meta['service_time_ms']:g} ms per inference, padded by sleeping "
+        "(stands in for an accelerator; not GPU time).  ",
+        f"Contention: `{meta['contention']}` = {meta['contention_description']}.  ",
+        f"Each point: median of {meta['repeats']} runs of {meta['queries']} measured "
+        f"queries (after {meta['warmup']} warm-up), open-loop Poisson arrivals, v2 gRPC.",
+        "",
+        *table(runs, meta["groups"]),
+    ]
+    lines += ["", *(f"- {line}" for line in comparisons(runs)), ""]
+    return "\n".join(lines)

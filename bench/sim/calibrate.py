@@ -1,0 +1,178 @@
+"""``parm bench calibrate``: measure a real run so the simulator can mimic it.
+
+The measurement is a real benchmark run -- the ``--quick`` configuration by default
+(instances padded to the service time, the same contention, the same open-loop Poisson
+load), each mode in turn -- watched from inside the frontend: a recorder
+wraps the frontend's coordinator (``frontend.core.Coordinator``) and notes the time
+of every ``SendData`` action and of the ``TaskCompleted`` event that answers it.  That
+difference is a task's round trip *as the frontend sees it*: the instance's padded
+service, its transport, and everything the busy machine does to both.  Each round trip
+is filed as *busy* when its instance was taking part in a shuffle transfer at the
+moment of sending (the shuffle controller knows), else *idle*.
+
+The simulator then draws a task's time from the busy or the idle round trips according
+to whether its instance is in a simulated transfer, takes transfer durations from the
+real transfers, and adds to every answer the median client latency minus the median
+time the frontend held a query (client, gRPC and front-door overhead).  The round trips
+are also kept as a *trace* in send order: replaying it by time (``--replay``) keeps
+what independent draws lose, that on one shared machine slow moments hit every task in
+flight at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.contention import ActiveContention
+from bench.contention.shuffle import Shuffler
+from bench.latency import (
+    MODEL,
+    QUICK,
+    LatencyPlan,
+    ModeCluster,
+    clusters_for,
+    demo_bundles,
+    load_client,
+)
+from bench.sim.service import Calibration, summary
+from frontend.events import Action, Answer, Event, Mode, QueryArrived, SendData, TaskCompleted
+
+
+class Recorder:
+    """Stands in for a coordinator: passes everything through and times tasks and queries."""
+
+    def __init__(self, core: Any, busy: Callable[[str], bool]) -> None:
+        self._core = core
+        self._busy = busy
+        self._sent: dict[int, tuple[float, bool]] = {}
+        self._arrived: dict[int, float] = {}
+        self.idle_s: list[float] = []
+        self.busy_s: list[float] = []
+        self.trace: list[tuple[float, float, bool]] = []  # (sent at, round trip, busy)
+        self.held_s: list[float] = []  # arrival to answer, inside the frontend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._core, name)
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        # Its own clock: the event loop's (``now``) ticks in whole milliseconds on uvloop.
+        clock = time.perf_counter()
+        if isinstance(event, TaskCompleted) and event.task_id in self._sent:
+            sent, busy = self._sent.pop(event.task_id)
+            (self.busy_s if busy else self.idle_s).append(clock - sent)
+            self.trace.append((sent, clock - sent, busy))
+        elif isinstance(event, QueryArrived):
+            self._arrived[event.query_id] = clock
+        actions: list[Action] = self._core.handle(event, now)
+        for action in actions:
+            if isinstance(action, SendData):
+                self._sent[action.task_id] = (clock, self._busy(action.instance))
+            elif isinstance(action, Answer) and action.query_id in self._arrived:
+                self.held_s.append(clock - self._arrived.pop(action.query_id))
+        return actions
+
+
+@dataclass
+class Recorded:
+    """One mode's recorded run: the recorder, the client's summary, the transfers."""
+
+    recorder: Recorder
+    client: dict[str, Any]
+    durations: list[float]
+
+
+async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Recorded:
+    """One real run of ``mc`` at the plan's first rate, with a recorder in its frontend."""
+    active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
+    shufflers = [i for i in active.injectors if isinstance(i, Shuffler)]
+
+    def busy(instance: str) -> bool:
+        port = mc.shuffle_ports[instance]
+        return any(s.active[port] > 0 for s in shufflers)
+
+    service = mc.cluster.frontend.services[MODEL]
+    recorder = Recorder(service.core, busy)
+    service.core = recorder  # type: ignore[assignment]
+    active.start()
+    try:
+        await asyncio.sleep(plan.settle_s)
+        url, rate = mc.url("grpc"), plan.rates[0]
+        client = await load_client(url, rate, plan.queries, plan.warmup, seed, raw, "grpc")
+    finally:
+        await active.stop()
+        service.core = recorder._core
+    return Recorded(recorder, client, [d for s in shufflers for d in s.durations])
+
+
+async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration:
+    """Record one run per mode of ``plan`` (its first k and rate), equal-resources first.
+
+    The modes' clusters are up together and run one after the other with the same
+    seed, as in the benchmark; the round-trip distributions for independent draws come
+    from the equal-resources run, a trace per mode is kept for replay, and each mode's
+    real client figures are kept for the simulator to be checked against.
+    """
+    k = plan.ks[0]
+    modes = sorted(plan.modes, key=lambda m: m is not Mode.EQUAL_RESOURCES)
+    plan = replace(plan, modes=tuple(modes))
+    logs = home / "logs" / "calibrate"
+    bundles = demo_bundles([k], home)[k]
+    runs: dict[str, Recorded] = {}
+    async with clusters_for(k, plan, bundles, logs) as running:
+        for mc in running:
+            runs[mc.mode.value] = await record(mc, plan, seed, logs / f"{mc.mode.value}.json")
+    er = runs[Mode.EQUAL_RESOURCES.value]
+    keys = ("p50_ms", "p99_ms", "p999_ms")
+    return Calibration(
+        service_time_ms=plan.service_time_ms,
+        rtt_ms=_ms(er.recorder.idle_s),
+        overhead_ms=float(er.client["p50_ms"]) - float(np.median(er.recorder.held_s)) * 1000,
+        shuffle_rtt_ms=_ms(er.recorder.busy_s),
+        shuffle_transfer_s=tuple(round(d, 4) for d in er.durations),
+        traces={mode: _trace(run.recorder.trace) for mode, run in runs.items()},
+        real={
+            mode: {"k": k, "rate": plan.rates[0], **{key: float(run.client[key]) for key in keys}}
+            for mode, run in runs.items()
+        },
+        notes={
+            "machine": _machine(),
+            "command": "parm " + " ".join(sys.argv[1:]),
+            "configuration": f"k={k}, {plan.instances(k)} instances, {plan.rates[0]:g} q/s, "
+            f"contention {plan.contention.text}, {plan.queries} queries per mode",
+            "method": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+        },
+    )
+
+
+def _trace(records: list[tuple[float, float, bool]]) -> tuple[tuple[float, float, int], ...]:
+    """(seconds since the first send, round trip in ms, busy 0/1), in send order."""
+    records = sorted(records)
+    start = records[0][0] if records else 0.0
+    return tuple((round(t - start, 6), round(rtt * 1000, 3), int(b)) for t, rtt, b in records)
+
+
+def _ms(seconds: list[float]) -> tuple[float, ...]:
+    return tuple(round(s * 1000, 3) for s in seconds)
+
+
+def _machine() -> str:
+    from bench.report import machine
+
+    return machine()
+
+
+async def run_calibrate(service_time_ms: float, queries: int, out: Path, home: Path) -> int:
+    plan = replace(QUICK, service_time_ms=service_time_ms, queries=queries)
+    cal = await calibrate(plan, home)
+    cal.save(out)
+    print(summary(cal))
+    print(f"wrote {out}")
+    return 0

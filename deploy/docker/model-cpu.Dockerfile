@@ -1,0 +1,29 @@
+# A parm model container on CPU (the same server as model-cuda.Dockerfile, with the CPU
+# build of torch).  Build from the repository root:
+#
+#   docker build -f deploy/docker/model-cpu.Dockerfile -t parm-model:cpu .
+#
+#   docker run -v BUNDLES:/bundles:ro -p 8001:8001 -p 8003:8003 -p 9102:9102 parm-model:cpu \
+#     --bundle /bundles/digits-base --host 0.0.0.0 --port 8001 --stream-port 8003 \
+#     --metrics-port 9102 --device cpu
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /opt/parm
+
+# The CPU build of torch, as the Makefile installs it for development.
+ARG TORCH_SPEC=torch==2.13.0
+RUN pip install "${TORCH_SPEC}" --index-url https://download.pytorch.org/whl/cpu
+RUN pip install \
+    "numpy>=1.26" "grpcio>=1.60" "grpcio-health-checking>=1.60" "protobuf>=5.26" \
+    "safetensors>=0.4" "uvloop>=0.19" "prometheus-client>=0.20"
+
+COPY pyproject.toml README.md ./
+COPY model_container model_container
+COPY proto proto
+RUN pip install --no-deps .
+
+USER 65534
+EXPOSE 8001 8003
+ENTRYPOINT ["python", "-m", "model_container"]
+CMD ["--help"]

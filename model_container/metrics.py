@@ -1,0 +1,92 @@
+"""Prometheus metrics of one model container, served on ``--metrics-port`` at ``/metrics``.
+
+A container's per-request work is a forward pass (a hundred microseconds and up), so
+prometheus_client's own metric types are cheap enough here; the exposition runs in
+prometheus_client's HTTP server thread, beside the event loop.  The latency buckets are
+shared with the frontend (`frontend.metrics`) so that both sides of an instance call
+line up on one dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+def latency_buckets() -> tuple[float, ...]:
+    """Upper bounds (seconds) for latencies: fine enough to read p99.9 to the millisecond.
+
+    Prometheus interpolates linearly inside a bucket, so a quantile is off by at most
+    one bucket's width: 0.25 ms up to 5 ms, 1 ms up to 50 ms, 5 ms up to 200 ms, 25 ms
+    up to 1 s, then coarse steps to a minute (deadlines, stuck instances).
+    """
+    steps = ((0.00025, 0.005), (0.001, 0.050), (0.005, 0.200), (0.025, 1.0))
+    bounds: list[float] = []
+    low = 0.0
+    for width, high in steps:
+        count = round((high - low) / width)
+        bounds += [round(low + width * (i + 1), 6) for i in range(count)]
+        low = high
+    return (*bounds, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+
+
+LATENCY_BUCKETS = latency_buckets()
+
+
+class ContainerMetrics:
+    """Requests by outcome, their duration, rows served, requests in flight, readiness."""
+
+    def __init__(self, model: str, ready: Callable[[], bool]) -> None:
+        self.registry = CollectorRegistry()
+        requests = Counter(
+            "parm_container_requests",
+            "Inference requests by outcome: ok, or the gRPC status of the error",
+            ["model", "outcome"],
+            registry=self.registry,
+        )
+        self._model = model
+        self._requests = requests
+        self.ok = requests.labels(model, "ok")
+        self.duration = Histogram(
+            "parm_container_request_seconds",
+            "Per successful request: injected delay, model time and padding to the service time",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        ).labels(model)
+        self.rows = Counter(
+            "parm_container_rows", "Rows (queries) answered", ["model"], registry=self.registry
+        ).labels(model)
+        self.inflight = Gauge(
+            "parm_container_inflight",
+            "Requests being answered",
+            ["model"],
+            registry=self.registry,
+        ).labels(model)
+        ready_gauge = Gauge(
+            "parm_container_ready", "1 once the model is loaded and warm", registry=self.registry
+        )
+        ready_gauge.set_function(lambda: float(ready()))
+
+    def answered(self, seconds: float, rows: int) -> None:
+        self.ok.inc()
+        self.duration.observe(seconds)
+        self.rows.inc(rows)
+
+    def failed(self, code_name: str) -> None:
+        self._requests.labels(self._model, code_name).inc()
+
+    def serve(self, host: str, port: int) -> Callable[[], None]:
+        """Serve ``/metrics`` on ``host:port`` in a thread; returns the function that stops it.
+
+        Raises OSError when the port cannot be bound.
+        """
+        server, thread = start_http_server(port, host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+        return stop

@@ -1,0 +1,74 @@
+"""Learned codes: masked erasures, training runs, bundles the registry can load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model_container.bundle import read_manifest
+from model_container.models import load_model
+from train.data import Split
+from train.learned import LearnedConfig, learned_loss, random_erasures, train_learned
+
+
+def tiny_learned(**overrides) -> LearnedConfig:
+    settings = {"epochs": 1, "threads": 1, "warmup_epochs": 0.0, "groups_per_epoch": 64,
+                "batch_size": 32, "eval_rounds": 1, "val_rounds": 1}  # fmt: skip
+    return LearnedConfig(**(settings | overrides))
+
+
+@pytest.mark.parametrize(("k", "r"), [(2, 1), (3, 2), (2, 3)])
+def test_random_erasures_erase_between_one_and_r_data_slots(k, r):
+    masks = random_erasures(k, r, 500, torch.Generator().manual_seed(0))
+    assert masks.shape == (k, 500) and masks.dtype == torch.bool
+    counts = masks.sum(0)
+    assert counts.min() == 1 and counts.max() == min(r, k)
+
+
+def test_loss_counts_only_erased_slots():
+    outputs = torch.randn(2, 4, 3)
+    decoded = outputs.clone()
+    erased = torch.zeros(2, 4, dtype=torch.bool)
+    erased[0, :2] = True
+    decoded[1] += 100.0  # wrong, but never erased: ignored
+    assert float(learned_loss(tiny_learned(), decoded, outputs, erased)) == 0.0
+    decoded[0, 0] += 1.0
+    assert float(learned_loss(tiny_learned(), decoded, outputs, erased)) == pytest.approx(0.5)
+    assert float(learned_loss(tiny_learned(loss="kl"), outputs, outputs, erased)) == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "conv"])
+def test_learned_code_bundles(lenet_dir: Path, image_split: Split, tmp_path: Path, encoder):
+    config = tiny_learned(
+        encoder=encoder, encoder_args={"channels_per_input": 2} if encoder == "conv" else {}
+    )
+    metrics = train_learned(lenet_dir, image_split, config, tmp_path, name="q", checkpoint=True)
+    assert {"A_a", "A_d", "A_d_agreement", "train_seconds"} <= metrics.keys()
+    assert metrics["code"] == f"learned-{encoder}"
+    assert json.loads((tmp_path / "metrics.json").read_text())["A_d"] == metrics["A_d"]
+    base = read_manifest(lenet_dir)
+    for role in ("encoder", "decoder"):
+        manifest, _ = load_model(tmp_path / role)
+        assert manifest.role == role
+        assert manifest.parity is not None
+        assert manifest.parity.base_sha256 == base.weights_sha256
+        assert manifest.parity.code == f"learned-{encoder}"
+    _, enc = load_model(tmp_path / "encoder")
+    x = torch.from_numpy(image_split.x_test[:4]).view(2, 2, 1, 12, 12)  # (B, k, C, H, W)
+    assert enc(x).shape == (2, 1, 1, 12, 12)
+    _, dec = load_model(tmp_path / "decoder")
+    assert dec(torch.randn(5, 3, 4)).shape == (5, 2, 4)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"encoder": "rnn"}, "encoder must be one of"), ({"loss": "ce"}, "loss must be one of")],
+)
+def test_bad_settings(lenet_dir: Path, image_split: Split, tmp_path: Path, change, message):
+    with pytest.raises(ValueError, match=message):
+        train_learned(lenet_dir, image_split, tiny_learned(**change), tmp_path, name="q")
