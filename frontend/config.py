@@ -20,6 +20,8 @@ class InstanceAddress:
     name: str
     grpc: str
     stream: str | None = None
+    #: for a parity instance: which of the r parity models it serves
+    parity_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,9 @@ class ModelConfig:
     mode: Mode = Mode.CODED
     k: int = 2
     code: str = "sum"
+    #: parities per group; r > 1 takes one parity bundle per index in ``parity_bundles``
+    r: int = 1
+    parity_bundles: tuple[Path, ...] = ()
     policy: str = "single-queue"
     batch_size: int = 1
     batch_timeout_ms: float = 2.0
@@ -50,14 +55,28 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not self.data:
             raise ValueError(f"model {self.name!r} needs at least one data instance")
-        if self.mode is Mode.CODED and self.parity and self.parity_bundle is None:
+        if self.mode is not Mode.CODED or not self.parity:
+            return
+        bundles = self.parity_bundle_paths()
+        if len(bundles) != self.r:
             raise ValueError(
-                f"model {self.name!r}: coded mode with parity instances needs a parity bundle"
+                f"model {self.name!r}: coded mode with r={self.r} needs {self.r} parity "
+                f"bundle(s), one per parity index; got {len(bundles)}"
             )
+        wrong = [a.name for a in self.parity if not 0 <= a.parity_index < self.r]
+        if wrong:
+            raise ValueError(f"model {self.name!r}: parity_index of {wrong} not in [0, {self.r})")
+
+    def parity_bundle_paths(self) -> tuple[Path, ...]:
+        """The parity bundle of each parity index, in index order."""
+        if self.parity_bundles:
+            return self.parity_bundles
+        return (self.parity_bundle,) if self.parity_bundle is not None else ()
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(
             k=self.k,
+            r=self.r,
             mode=self.mode,
             batch_size=self.batch_size,
             batch_timeout=self.batch_timeout_ms / 1000,

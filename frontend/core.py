@@ -94,7 +94,7 @@ class _Group:
     id: int
     opened_at: float
     slots: list[_Task] = field(default_factory=list)
-    parity: _Task | None = None
+    parities: list[_Task] = field(default_factory=list)
     closed: bool = False
 
 
@@ -110,6 +110,7 @@ class _Task:
     has_output: bool = False
     sends: int = 0
     sibling: _Task | None = None  # the other copy, in replicate mode
+    index: int = 0  # which parity, for a parity task
 
 
 @dataclass(eq=False)
@@ -275,9 +276,11 @@ class Coordinator:
         protected = filled == self.config.k or self.config.partial is PartialPolicy.PAD
         self._out.append(GroupClosed(group.id, filled, now - group.opened_at, protected))
         if protected and self._parity_useful(group):
-            group.parity = self._new_task(PoolKind.PARITY, [])
-            group.parity.group = group
-            self._enqueue(group.parity)
+            for index in range(self.config.r):
+                parity = self._new_task(PoolKind.PARITY, [])
+                parity.group, parity.index = group, index
+                group.parities.append(parity)
+                self._enqueue(parity)
 
     # -- timers -------------------------------------------------------------------
 
@@ -332,8 +335,9 @@ class Coordinator:
         task.state = _State.QUEUED
         self._pools[task.pool].policy.push(task, front=front)
 
-    @staticmethod
-    def _eligible(task: _Task, instance: str) -> bool:
+    def _eligible(self, task: _Task, instance: str) -> bool:
+        if task.pool is PoolKind.PARITY:  # each parity has its own model
+            return self._pools[PoolKind.PARITY].instances[instance].spec.parity_index == task.index
         twin = task.sibling
         return twin is None or twin.state is not _State.RUNNING or twin.instance != instance
 
@@ -361,7 +365,7 @@ class Coordinator:
         else:
             assert task.group is not None
             slots = tuple(tuple(q.payload for q in t.queries) for t in task.group.slots)
-            self._out.append(SendParity(task.id, inst.spec.name, slots))
+            self._out.append(SendParity(task.id, inst.spec.name, slots, task.index))
 
     def _release(self, task_id: int, name: str) -> _Task | None:
         """Free the instance's slot; the task if its result still counts, else None."""
@@ -451,24 +455,27 @@ class Coordinator:
     # -- decoding and pruning -----------------------------------------------------------
 
     def _try_decode(self, group: _Group) -> None:
-        parity = group.parity
-        if parity is None or not parity.has_output:
+        """Decode every missing data output once as many parity outputs are in."""
+        arrived = sum(p.has_output for p in group.parities)
+        erased = tuple(i for i, t in enumerate(group.slots) if not t.has_output)
+        if not erased or len(erased) > arrived:
             return
-        missing = [i for i, t in enumerate(group.slots) if not t.has_output]
-        if len(missing) != 1:
-            return
-        lost = group.slots[missing[0]]
-        answers = tuple(
-            (q.id, q.row) for q in lost.queries if not q.settled and not q.require_original
-        )
-        if not answers:
-            return
-        for qid, _ in answers:
-            self._settle(self._queries[qid])
+        parity_outputs = tuple(p.output if p.has_output else None for p in group.parities)
         outputs = tuple(t.output if t.has_output else None for t in group.slots)
         sizes = tuple(len(t.queries) for t in group.slots)
-        self._out.append(Reconstruct(group.id, missing[0], parity.output, outputs, sizes, answers))
-        self._prune(lost)
+        for missing in erased:
+            lost = group.slots[missing]
+            answers = tuple(
+                (q.id, q.row) for q in lost.queries if not q.settled and not q.require_original
+            )
+            if not answers:
+                continue
+            for qid, _ in answers:
+                self._settle(self._queries[qid])
+            self._out.append(
+                Reconstruct(group.id, missing, parity_outputs, outputs, sizes, answers, erased)
+            )
+            self._prune(lost)
 
     def _useful(self, task: _Task) -> bool:
         group = task.group
@@ -492,9 +499,9 @@ class Coordinator:
         if task is None:
             return  # the query is still waiting to fill a batch
         group = task.group
-        related = [task] if group is None else [*group.slots, group.parity]
+        related = [task] if group is None else [*group.slots, *group.parities]
         for other in related:
-            if other is not None and other.state is _State.QUEUED and not self._useful(other):
+            if other.state is _State.QUEUED and not self._useful(other):
                 self._cancel(other, "no longer needed")
 
     def _settle(self, query: _Query) -> None:

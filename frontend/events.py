@@ -53,6 +53,7 @@ class CoreConfig:
     """Settings of one model's coordinator.  Times are in seconds."""
 
     k: int = 2
+    r: int = 1  # parity queries per group; any k of the k+r outputs decode
     mode: Mode = Mode.CODED
     batch_size: int = 1
     batch_timeout: float = 0.002
@@ -63,7 +64,7 @@ class CoreConfig:
     max_attempts: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("k", "batch_size", "max_outstanding", "max_attempts"):
+        for name in ("k", "r", "batch_size", "max_outstanding", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_timeout < 0 or self.group_timeout < 0:
@@ -74,6 +75,8 @@ class CoreConfig:
 class InstanceSpec:
     name: str
     max_inflight: int = 1
+    #: for a parity instance: which of the r parity models it serves
+    parity_index: int = 0
 
 
 # ---------------------------------------------------------------- events
@@ -142,7 +145,8 @@ class SendData:
 
 @dataclass(frozen=True)
 class SendParity:
-    """Encode ``slots`` (each the inputs of one data task) and run the parity model.
+    """Encode ``slots`` (each the inputs of one data task) into parity ``index`` and run
+    that parity model.
 
     Fewer than k slots, or slots with fewer than B rows, are padded with zero inputs.
     """
@@ -150,6 +154,7 @@ class SendParity:
     task_id: int
     instance: str
     slots: tuple[tuple[object, ...], ...]
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,19 +169,27 @@ class Answer:
 
 @dataclass(frozen=True)
 class Reconstruct:
-    """Decode the missing slot of a group and answer ``answers`` from its rows.
+    """Decode slot ``missing`` of a group and answer ``answers`` from its rows.
 
-    ``outputs`` has one entry per real slot (``None`` at ``missing``); ``sizes`` says
-    how many rows each slot's task carried; slots beyond ``len(outputs)`` up to k,
-    and rows beyond a slot's size, were zero-padded.
+    ``erased`` lists every data slot whose output is missing (decoded together, from
+    as many parity outputs); ``parity_outputs`` has one entry per parity, ``None``
+    where it has not arrived.  ``outputs`` has one entry per real slot (``None`` at
+    each erased slot); ``sizes`` says how many rows each slot's task carried; slots
+    beyond ``len(outputs)`` up to k, and rows beyond a slot's size, were zero-padded.
     """
 
     group_id: int
     missing: int
-    parity_output: object
+    parity_outputs: tuple[object | None, ...]
     outputs: tuple[object | None, ...]
     sizes: tuple[int, ...]
     answers: tuple[tuple[int, int], ...]  # (query_id, row)
+    erased: tuple[int, ...]
+
+    @property
+    def parity_output(self) -> object:
+        """The first parity's output: all there is with r=1."""
+        return self.parity_outputs[0]
 
 
 @dataclass(frozen=True)

@@ -101,22 +101,24 @@ class ModelService:
         self._out_dtype = dtype_of(self.output.datatype)
         self.row_bytes = math.prod(self.input.shape) * self._in_dtype.itemsize
         data, parity = _pools(config)
-        self.parity: Manifest | None = None
-        if parity:
-            assert config.parity_bundle is not None
-            self.parity = read_manifest(config.parity_bundle)
-            check_parity_for(self.base, self.parity, k=config.k, code=config.code)
-        self.code = make_code(config.code, config.k)
+        # One parity model per parity index (r of them); each checked against the base.
+        self.parities = [read_manifest(b) for b in config.parity_bundle_paths()] if parity else []
+        for index, manifest in enumerate(self.parities):
+            check_parity_for(
+                self.base, manifest, k=config.k, code=config.code, r=config.r,
+                index=index if config.r > 1 else None,
+            )  # fmt: skip
+        self.parity: Manifest | None = self.parities[0] if self.parities else None
+        self.code = make_code(config.code, config.k, config.r)
         self.core = Coordinator(
             config.core_config(),
             [InstanceSpec(a.name, config.max_inflight) for a in data],
-            [InstanceSpec(a.name, config.max_inflight) for a in parity],
+            [InstanceSpec(a.name, config.max_inflight, a.parity_index) for a in parity],
             policy=POLICIES[config.policy],
         )
         self.links = {a.name: InstanceLink(a, self.base.name, self) for a in data}
-        if self.parity is not None:
-            for a in parity:
-                self.links[a.name] = InstanceLink(a, self.parity.name, self)
+        for a in parity:
+            self.links[a.name] = InstanceLink(a, self.parities[a.parity_index].name, self)
         self._data_names = {a.name for a in data}
         self.metrics = (metrics or Metrics()).model(
             self.name, config.k, self._data_names, [a.name for a in parity]
@@ -276,7 +278,7 @@ class ModelService:
         self.links[action.instance].send(action.task_id, request)
 
     def _send_parity(self, action: SendParity) -> None:
-        assert self.parity is not None
+        manifest = self.parities[action.index]
         began = self._now()
         batch = self.config.batch_size
         inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
@@ -284,12 +286,12 @@ class ModelService:
             for i, row in enumerate(rows):
                 assert isinstance(row, _Row)
                 inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
-        parity_input = self.code.encode(inputs)  # (B, *input_shape)
-        dtype = dtype_of(self.parity.inputs[0].datatype)
+        parity_input = self.code.encode_all(inputs)[action.index]  # (B, *input_shape)
+        dtype = dtype_of(manifest.inputs[0].datatype)
         raw = parity_input.astype(dtype, copy=False).tobytes()
         now = self._now()
         self.metrics.encode.observe(now - began)
-        request = self._request(self.parity, action.task_id, batch, raw)
+        request = self._request(manifest, action.task_id, batch, raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
@@ -310,9 +312,10 @@ class ModelService:
         for slot, (out, size) in enumerate(zip(action.outputs, action.sizes, strict=True)):
             if out is not None:
                 outputs[slot, :size] = np.asarray(out)
-        parity_output = np.asarray(action.parity_output, np.float32)
-        decoded = self.code.decode(parity_output, outputs, action.missing)  # (B, *out)
-        decoded = decoded.astype(self._out_dtype, copy=False)
+        parities = [None if p is None else np.asarray(p, np.float32) for p in action.parity_outputs]
+        erased = list(action.erased)
+        decoded = self.code.decode_erasures(parities, outputs, erased)[erased.index(action.missing)]
+        decoded = decoded.astype(self._out_dtype, copy=False)  # (B, *out)
         self.metrics.decode.observe(self._now() - began)
         self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))
         for qid, row in action.answers:

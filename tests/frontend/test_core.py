@@ -110,7 +110,7 @@ def test_a_straggler_is_reconstructed_and_its_late_original_is_dropped() -> None
     h.query(2)
     h.done(1, "data-1", "out2")
     actions = h.done(2, "parity-0", "par")
-    assert actions == [Reconstruct(0, 0, "par", (None, "out2"), (1, 1), ((1, 0),))]
+    assert actions == [Reconstruct(0, 0, ("par",), (None, "out2"), (1, 1), ((1, 0),), (0,))]
     assert h.done(0, "data-0", "late") == []
     assert h.core.outstanding == 0
 
@@ -123,7 +123,7 @@ def test_parity_first_then_one_original_reconstructs_the_other() -> None:
     h.done(0, "data-0")
     actions = h.done(2, "data-2")
     assert only(actions, Reconstruct) == [
-        Reconstruct(0, 1, "p", ("y0", None, "y2"), (1, 1, 1), ((2, 0),))
+        Reconstruct(0, 1, ("p",), ("y0", None, "y2"), (1, 1, 1), ((2, 0),), (1,))
     ]
 
 
@@ -165,7 +165,7 @@ def test_partial_group_is_padded_after_the_group_timeout() -> None:
     assert only(actions, GroupClosed) == [GroupClosed(0, 1, 0.01, protected=True)]
     assert only(actions, SendParity) == [SendParity(1, "parity-0", (("x1",),))]
     actions = h.done(1, "parity-0", "p")
-    assert actions == [Reconstruct(0, 0, "p", (None,), (1,), ((1, 0),))]
+    assert actions == [Reconstruct(0, 0, ("p",), (None,), (1,), ((1, 0),), (0,))]
 
 
 def test_partial_group_can_be_left_unprotected() -> None:
@@ -195,7 +195,7 @@ def test_batches_of_b_queries_are_coded_together() -> None:
     assert only(actions, SendParity) == [SendParity(2, "parity-0", (("x1", "x2"), ("x3",)))]
     h.done(1, "data-1", "o3")
     actions = h.done(2, "parity-0", "p")
-    assert actions == [Reconstruct(0, 0, "p", (None, "o3"), (2, 1), ((1, 0), (2, 1)))]
+    assert actions == [Reconstruct(0, 0, ("p",), (None, "o3"), (2, 1), ((1, 0), (2, 1)), (0,))]
 
 
 def test_group_timeout_flushes_a_filling_batch_first() -> None:
@@ -541,3 +541,62 @@ def test_instance_down_ignores_work_that_was_already_unwanted() -> None:
     h.done(0, "data-0")  # the running twin on data-1 is now unwanted
     assert h.feed(InstanceDown("data-1")) == []
     assert h.core.outstanding == 0
+
+
+# ---------------------------------------------------------------- r > 1 parities
+
+
+def two_parities(**cfg: object) -> Coordinator:
+    """k=2, r=2: parity-0 serves parity model 0, parity-1 model 1."""
+    data = [InstanceSpec("data-0"), InstanceSpec("data-1")]
+    parity = [InstanceSpec("parity-0", parity_index=0), InstanceSpec("parity-1", parity_index=1)]
+    core = Coordinator(CoreConfig(k=2, r=2, **cfg), data, parity)  # type: ignore[arg-type]
+    for spec in [*data, *parity]:
+        core.handle(InstanceUp(spec.name), 0.0)
+    return core
+
+
+def test_each_parity_goes_to_an_instance_of_its_own_model() -> None:
+    core = two_parities()
+    core.handle(InstanceDown("parity-0"), 0.0)
+    core.handle(QueryArrived(1, "a"), 0.0)
+    actions = core.handle(QueryArrived(2, "b"), 0.0)
+    assert only(actions, SendParity) == [SendParity(3, "parity-1", (("a",), ("b",)), index=1)]
+    assert core.queue_depth(PoolKind.PARITY) == 1  # parity 0 waits for parity-0
+    actions = core.handle(InstanceUp("parity-0"), 0.0)
+    assert only(actions, SendParity) == [SendParity(2, "parity-0", (("a",), ("b",)), index=0)]
+
+
+def test_two_parities_recover_two_missing_outputs() -> None:
+    core = two_parities()
+    core.handle(QueryArrived(1, "a"), 0.0)
+    core.handle(QueryArrived(2, "b"), 0.0)
+    assert core.handle(TaskCompleted(2, "parity-0", "p0"), 0.0) == []  # two erasures, one parity
+    actions = core.handle(TaskCompleted(3, "parity-1", "p1"), 0.0)
+    assert actions == [
+        Reconstruct(0, 0, ("p0", "p1"), (None, None), (1, 1), ((1, 0),), (0, 1)),
+        Reconstruct(0, 1, ("p0", "p1"), (None, None), (1, 1), ((2, 0),), (0, 1)),
+    ]
+
+
+def test_one_missing_output_needs_only_one_parity_and_the_other_is_cancelled() -> None:
+    core = two_parities()
+    core.handle(InstanceDown("parity-1"), 0.0)
+    core.handle(QueryArrived(1, "a"), 0.0)
+    core.handle(QueryArrived(2, "b"), 0.0)
+    core.handle(TaskCompleted(1, "data-1", "o2"), 0.0)
+    actions = core.handle(TaskCompleted(2, "parity-0", "p0"), 0.0)
+    assert only(actions, Reconstruct) == [
+        Reconstruct(0, 0, ("p0", None), (None, "o2"), (1, 1), ((1, 0),), (0,))
+    ]
+    assert only(actions, Cancelled) == [Cancelled(3, PoolKind.PARITY, "no longer needed")]
+    assert only(actions, Reconstruct)[0].parity_output == "p0"
+
+
+def test_an_already_answered_slot_is_decoded_but_not_answered_again() -> None:
+    core = two_parities()
+    core.handle(QueryArrived(1, "a", require_original=True), 0.0)
+    core.handle(QueryArrived(2, "b"), 0.0)
+    core.handle(TaskCompleted(2, "parity-0", "p0"), 0.0)
+    actions = core.handle(TaskCompleted(3, "parity-1", "p1"), 0.0)
+    assert [a.missing for a in only(actions, Reconstruct)] == [1]
