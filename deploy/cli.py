@@ -61,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start a local cluster")
     up.add_argument("--config", type=Path, help="TOML deployment file (several models)")
     up.add_argument("--base", type=Path, help="base model bundle (default: the demo)")
-    up.add_argument("--parity", type=Path, help="parity model bundle")
+    up.add_argument(
+        "--parity", type=Path, action="append", default=[],
+        help="parity model bundle; repeat for r > 1 parities (one per index, linear code)",
+    )  # fmt: skip
+    up.add_argument("--code", default="sum", help="sum (default), concat or linear")
     up.add_argument("--name", help="model name clients use (default: the base manifest's)")
     up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
     up.add_argument("--data-instances", type=int, help="default: k")
@@ -119,9 +123,10 @@ def _up(args: argparse.Namespace) -> int:
         models = assign_injections(deployment.models, args.inject)
         deployment = dataclasses.replace(deployment, models=models)
     else:
-        base, parity, name = args.base, args.parity, args.name
+        base, parities, name = args.base, tuple(args.parity), args.name
         if base is None:
-            base, parity, name = _demo_bundles(args.k)
+            base, demo_parity, name = _demo_bundles(args.k)
+            parities = (demo_parity,)
         if name is None:
             from model_container.bundle import read_manifest
 
@@ -129,7 +134,8 @@ def _up(args: argparse.Namespace) -> int:
         model = ModelDeployment(
             name=name,
             base=base,
-            parity=parity,
+            parity=parities[0] if len(parities) == 1 else None,
+            parities=parities if len(parities) > 1 else (),
             k=args.k,
             mode=Mode(args.mode),
             data_instances=args.data_instances or args.k,
@@ -139,6 +145,7 @@ def _up(args: argparse.Namespace) -> int:
                 "batch_size": args.batch_size,
                 "group_timeout_ms": args.group_timeout_ms,
                 "slo_ms": args.slo_ms,
+                "code": args.code,
             },
         )
         deployment = Deployment(

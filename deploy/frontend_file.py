@@ -55,7 +55,7 @@ FRONTEND_KEYS = (
     *("max_request_bytes", "max_deadline_ms"),
 )
 MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
-ADDRESS_KEYS = {"name", "grpc", "stream"}
+ADDRESS_KEYS = {"name", "grpc", "stream", "parity_index"}
 
 
 def load_frontend_config(path: Path) -> FrontendConfig:
@@ -149,7 +149,8 @@ def _toml(value: object) -> str:
     if isinstance(value, Path):
         return json.dumps(str(value))
     if isinstance(value, InstanceAddress):
-        fields = {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+        defaults = {"stream": None, "parity_index": 0}  # left out: files stay short
+        fields = {k: v for k, v in dataclasses.asdict(value).items() if defaults.get(k, ...) != v}
         return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in fields.items()) + " }"
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"

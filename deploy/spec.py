@@ -10,7 +10,7 @@ A deployment file is TOML::
     [[models]]
     name = "digits"
     base = "bundles/digits-base"
-    parity = "bundles/digits-parity-k2"
+    parity = "bundles/digits-parity-k2"   # or a list: one per parity index (r > 1)
     k = 2
     mode = "coded"            # coded | equal-resources | replicate | none
     data_instances = 2
@@ -67,16 +67,38 @@ class ModelDeployment:
     data_instances: int = 2
     parity_instances: int = 1
     inject: Mapping[str, Injection] = field(default_factory=dict)
-    #: further frontend.config.ModelConfig settings (group_timeout_ms, slo_ms, ...)
+    #: further frontend.config.ModelConfig settings (group_timeout_ms, slo_ms, code, ...)
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: r > 1 parities (the linear code): one parity bundle per index, instead of ``parity``
+    parities: tuple[Path, ...] = ()
+
+    @property
+    def parity_bundles(self) -> tuple[Path, ...]:
+        """The parity model of each parity index (r of them)."""
+        if self.parities:
+            return self.parities
+        return (self.parity,) if self.parity is not None else ()
+
+    @property
+    def r(self) -> int:
+        return max(len(self.parity_bundles), 1)
+
+    def parity_index(self, instance: str) -> int:
+        """Parity instances serve the r parity models in turn."""
+        return int(instance.removeprefix("parity-")) % self.r
 
     def __post_init__(self) -> None:
         if self.data_instances < 1 or self.parity_instances < 0:
             raise DeploymentError(
                 f"model {self.name!r}: need data_instances >= 1 and parity_instances >= 0"
             )
-        if self.mode is Mode.CODED and self.parity_instances and self.parity is None:
+        if self.mode is Mode.CODED and self.parity_instances and not self.parity_bundles:
             raise DeploymentError(f"model {self.name!r}: coded mode needs a parity bundle")
+        if self.mode is Mode.CODED and 0 < self.parity_instances < self.r:
+            raise DeploymentError(
+                f"model {self.name!r}: {self.r} parity models need at least {self.r} "
+                f"parity instances, got {self.parity_instances}"
+            )
         unknown = set(self.inject) - set(self.instance_names())
         if unknown:
             raise DeploymentError(
@@ -92,8 +114,7 @@ class ModelDeployment:
     def bundle_for(self, instance: str) -> Path:
         """What an instance runs: the parity model only in coded mode."""
         if instance.startswith("parity-") and self.mode is Mode.CODED:
-            assert self.parity is not None
-            return self.parity
+            return self.parity_bundles[self.parity_index(instance)]
         return self.base
 
 
@@ -117,7 +138,18 @@ class Deployment:
 MODEL_SETTINGS = {
     f.name
     for f in dataclasses.fields(ModelConfig)
-    if f.name not in {"name", "base_bundle", "data", "parity", "parity_bundle", "mode", "k"}
+    if f.name
+    not in {
+        "name",
+        "base_bundle",
+        "data",
+        "parity",
+        "parity_bundle",
+        "parity_bundles",
+        "mode",
+        "k",
+        "r",
+    }
 }
 
 
@@ -203,7 +235,8 @@ def _model(entry: dict[str, Any], root: Path) -> ModelDeployment:
     return ModelDeployment(
         name=name,
         base=base,
-        parity=root / parity if parity else None,
+        parity=root / parity if isinstance(parity, str) else None,
+        parities=tuple(root / p for p in parity) if isinstance(parity, list) else (),
         mode=mode,
         inject=inject,
         settings=entry,

@@ -135,3 +135,24 @@ def test_bad_deployment_files(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(DeploymentError, match=message):
         load_deployment(path)
+
+
+def test_r_parity_models_are_served_in_turn() -> None:
+    two = ModelDeployment("m", Path("b"), parities=(Path("p0"), Path("p1")), parity_instances=3)
+    assert (two.r, two.parity_bundles) == (2, (Path("p0"), Path("p1")))
+    assert [two.parity_index(f"parity-{i}") for i in range(3)] == [0, 1, 0]
+    assert two.bundle_for("parity-1") == Path("p1")
+    assert model().r == 1
+    with pytest.raises(DeploymentError, match="2 parity models need at least 2 parity instances"):
+        ModelDeployment("m", Path("b"), parities=(Path("p0"), Path("p1")), parity_instances=1)
+
+
+def test_deployment_file_lists_one_parity_bundle_per_index(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(
+        '[[models]]\nname = "m"\nbase = "b"\nparity = ["p0", "p1"]\nparity_instances = 2\n'
+        'code = "linear"\n'
+    )
+    (m,) = load_deployment(path).models
+    assert m.parity_bundles == (tmp_path / "p0", tmp_path / "p1")
+    assert m.settings == {"code": "linear"}
