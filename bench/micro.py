@@ -93,7 +93,8 @@ def report(rows: dict[int, dict[str, float]], command: str) -> str:
         f"Machine: {machine()}.  ",
         "NumPy through `frontend.codes`; 3x224x224 float32 inputs (602 KB each) rotating "
         "through 128 MiB, 1000-class float32 outputs; median (p99) in microseconds.  "
-        "Copy floor: `np.copyto` of the k inputs' bytes the encoder reads.",
+        "Copy floor: `np.copyto` of the k inputs' bytes the encoder reads.  Each k in a "
+        "fresh process.",
         "",
         "| k | encode | encode + serving-path packing | copy floor | encode / floor "
         "| papers' encode | decode | papers' decode |",

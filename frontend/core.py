@@ -343,9 +343,9 @@ class Coordinator:
 
     def _pump(self) -> None:
         for pool in self._pools.values():
+            if not pool.policy:
+                continue  # the common case at every event: nothing waits, nothing to copy
             for name in list(pool.free):
-                if not pool.policy:
-                    break
                 inst = pool.instances[name]
                 while len(inst.running) < inst.spec.max_inflight:
                     task = pool.policy.pull(name, self._eligible)
@@ -353,6 +353,8 @@ class Coordinator:
                         break
                     self._send(task, inst)
                 pool.refresh(name)
+                if not pool.policy:
+                    break
 
     def _send(self, task: _Task, inst: _Instance) -> None:
         task.state, task.instance = _State.RUNNING, inst.spec.name
