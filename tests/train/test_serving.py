@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,9 @@ def containers(lenet_dir: Path, parity_dir: Path, tmp_path_factory):
             wait_serving(container.target)
         yield started
     finally:
+        for container in started.values():  # signal all, then wait: they stop together
+            if container.proc.poll() is None:
+                container.proc.send_signal(signal.SIGTERM)
         for container in started.values():
             container.stop()
 
