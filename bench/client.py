@@ -10,15 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
-from bench.stats import summarize
+from bench.closed_loop import Outcome, closed_loop
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.tensors import dtype_of, make_infer_request
@@ -46,42 +44,18 @@ async def run_closed_loop(spec: ClosedLoop) -> dict[str, object]:
             )
             for _ in range(64)
         ]
-        latencies: list[float] = []
-        sources: Counter[str] = Counter()
-        errors: Counter[str] = Counter()
-        remaining = spec.warmup + spec.queries
 
-        async def worker(offset: int) -> None:
-            nonlocal remaining
-            i = offset
-            while remaining > 0:
-                remaining -= 1
-                measured = remaining < spec.queries
-                began = time.perf_counter()
-                try:
-                    response = await stub.ModelInfer(requests[i % len(requests)])
-                except grpc.aio.AioRpcError as exc:
-                    errors[exc.code().name] += 1
-                    continue
-                if measured:
-                    latencies.append(time.perf_counter() - began)
-                    param = response.parameters.get("parm_source")
-                    sources[param.string_param if param is not None else "original"] += 1
-                i += 1
+        async def send(i: int) -> Outcome:
+            try:
+                response = await stub.ModelInfer(requests[i % len(requests)])
+            except grpc.aio.AioRpcError as exc:
+                return Outcome(error=exc.code().name)
+            param = response.parameters.get("parm_source")
+            return Outcome(param.string_param if param is not None else "original")
 
-        # Warm-up first (not timed for throughput), then the measured run.
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
-        elapsed = time.perf_counter() - began
-        measured_share = spec.queries / (spec.queries + spec.warmup)
-        result = summarize(latencies)
-        result.update(
-            concurrency=spec.concurrency,
-            throughput_qps=len(latencies) / (elapsed * measured_share) if latencies else 0.0,
-            sources=dict(sources),
-            errors=dict(errors),
+        return await closed_loop(
+            send, concurrency=spec.concurrency, queries=spec.queries, warmup=spec.warmup
         )
-        return result
 
 
 def main(argv: Sequence[str] | None = None) -> None:

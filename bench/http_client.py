@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 import numpy as np
 
-from bench.stats import summarize
+from bench.closed_loop import Outcome, closed_loop
 
 PROTOCOLS = ("v2-json", "v2-binary", "clipper")
 
@@ -81,42 +79,20 @@ async def run_http_loop(spec: HttpLoop) -> dict[str, object]:
             meta = await r.json()
         tensor = meta["inputs"][0]
         path, bodies = requests(spec, tensor["name"], int(np.prod(tensor["shape"][1:])))
-        latencies: list[float] = []
-        sources: Counter[str] = Counter()
-        errors: Counter[str] = Counter()
-        remaining = spec.warmup + spec.queries
 
-        async def worker(offset: int) -> None:
-            nonlocal remaining
-            i = offset
-            while remaining > 0:
-                remaining -= 1
-                measured = remaining < spec.queries
-                body, headers = bodies[i % len(bodies)]
-                began = time.perf_counter()
-                async with session.post(path, data=body, headers=headers) as r:
-                    content = await r.read()
-                    status, answer_headers = r.status, r.headers  # case-insensitive
-                elapsed = time.perf_counter() - began
-                i += 1
-                if status != 200:
-                    errors[str(status)] += 1
-                elif measured:
-                    latencies.append(elapsed)
-                    sources[source_of(spec.protocol, content, answer_headers)] += 1
+        async def send(i: int) -> Outcome:
+            body, headers = bodies[i % len(bodies)]
+            async with session.post(path, data=body, headers=headers) as r:
+                content = await r.read()
+                status, answer_headers = r.status, r.headers  # case-insensitive
+            if status != 200:
+                return Outcome(error=str(status))
+            return Outcome(source_of(spec.protocol, content, answer_headers))
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(spec.concurrency)))
-        elapsed = time.perf_counter() - began
-    measured_share = spec.queries / (spec.queries + spec.warmup)
-    result = summarize(latencies)
-    result.update(
-        concurrency=spec.concurrency,
-        protocol=spec.protocol,
-        throughput_qps=len(latencies) / (elapsed * measured_share) if latencies else 0.0,
-        sources=dict(sources),
-        errors=dict(errors),
-    )
+        result = await closed_loop(
+            send, concurrency=spec.concurrency, queries=spec.queries, warmup=spec.warmup
+        )
+    result["protocol"] = spec.protocol
     return result
 
 

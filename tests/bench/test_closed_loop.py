@@ -1,0 +1,25 @@
+import asyncio
+
+from bench.closed_loop import Outcome, closed_loop
+
+
+def test_warm_up_is_not_measured_and_errors_are_counted_apart() -> None:
+    sent: list[int] = []
+
+    async def send(i: int) -> Outcome:
+        sent.append(i)
+        await asyncio.sleep(0)
+        if i % 5 == 4:
+            return Outcome(error="UNAVAILABLE")
+        return Outcome("reconstructed" if i % 2 else "original")
+
+    result = asyncio.run(closed_loop(send, concurrency=3, queries=20, warmup=10))
+    assert len(sent) == 30
+    errors = result["errors"]
+    sources = result["sources"]
+    assert isinstance(errors, dict) and isinstance(sources, dict)
+    assert sum(sources.values()) + errors.get("UNAVAILABLE", 0) <= 30
+    assert result["count"] == sum(sources.values())
+    assert 0 < sum(sources.values()) <= 20  # only the last 20 sends are measured
+    assert result["concurrency"] == 3
+    assert isinstance(result["throughput_qps"], float) and result["throughput_qps"] > 0
