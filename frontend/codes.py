@@ -92,11 +92,11 @@ class Code(Protocol):
 
 
 @dataclass(frozen=True)
-class SumCode:
-    """The addition code of the papers: P = X1 + ... + Xk, F(Xj) = Fp(P) - sum_{i!=j} F(Xi)."""
+class _SubtractionCode:
+    """One parity whose model should output the plain sum of the k outputs; decoded by
+    subtraction.  The sum and concat codes differ only in how they encode."""
 
     k: int
-    name: str = "sum"
 
     def __post_init__(self) -> None:
         _check_k(self.k)
@@ -104,13 +104,6 @@ class SumCode:
     @property
     def r(self) -> int:
         return 1
-
-    def encode(self, inputs: Array) -> Array:
-        _check_slots(inputs, self.k)
-        return cast(Array, inputs.sum(0))  # (B, *sample)
-
-    def encode_all(self, inputs: Array) -> list[Array]:
-        return [self.encode(inputs)]
 
     def combine(self, outputs: Array) -> list[Array]:
         _check_slots(outputs, self.k)
@@ -126,18 +119,26 @@ class SumCode:
 
 
 @dataclass(frozen=True)
-class ConcatCode:
+class SumCode(_SubtractionCode):
+    """The addition code of the papers: P = X1 + ... + Xk, F(Xj) = Fp(P) - sum_{i!=j} F(Xi)."""
+
+    k: int
+    name: str = "sum"
+
+    def encode(self, inputs: Array) -> Array:
+        _check_slots(inputs, self.k)
+        return cast(Array, inputs.sum(0))  # (B, *sample)
+
+    def encode_all(self, inputs: Array) -> list[Array]:
+        return [self.encode(inputs)]
+
+
+@dataclass(frozen=True)
+class ConcatCode(_SubtractionCode):
     """The image-concatenation code: k downsampled images tiled into one parity image."""
 
     k: int
     name: str = "concat"
-
-    def __post_init__(self) -> None:
-        _check_k(self.k)
-
-    @property
-    def r(self) -> int:
-        return 1
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -172,18 +173,6 @@ class ConcatCode:
 
     def encode_all(self, inputs: Array) -> list[Array]:
         return [self.encode(inputs)]
-
-    def combine(self, outputs: Array) -> list[Array]:
-        _check_slots(outputs, self.k)
-        return [outputs.sum(0)]  # (B, *out)
-
-    def decode(self, parity_output: Array, outputs: Array, missing: int) -> Array:
-        return _subtract(parity_output, outputs, missing, self.k)
-
-    def decode_erasures(
-        self, parity_outputs: Sequence[Array | None], outputs: Array, missing: Sequence[int]
-    ) -> list[Array]:
-        return _solve(_ones(self.k), parity_outputs, outputs, missing)
 
 
 @dataclass(frozen=True)
