@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from model_container.bundle import TensorSpec, read_manifest
+from common.bundle import TensorSpec, read_manifest
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
 from proto.tensors import dtype_of, make_infer_request
@@ -42,7 +42,7 @@ def tiny_bundle(path: Path) -> Path:
     """An MLP bundle 64 -> 16 -> 10, the size of the integration tests' model."""
     import torch
 
-    from model_container.models import build, save_bundle
+    from common.models import build, save_bundle
 
     torch.manual_seed(0)
     arch_args = {"in_features": 64, "num_classes": 10, "hidden": [16]}

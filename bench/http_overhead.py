@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
 
@@ -99,19 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--no-append", action="store_true", help="print only")
     args = p.parse_args(argv)
-    from deploy.cli import _run_loop, parm_home
+    from common.runtime import parm_home, run_loop
     from train.demo import ensure_demo
 
     home = parm_home()
     demo = ensure_demo(2, home / "demo")
     load = os.getloadavg()[0]
-    rows = _run_loop(measure(demo.base_dir, demo.parity_dir, args.queries, home / "logs"))
+    rows = run_loop(measure(demo.base_dir, demo.parity_dir, args.queries, home / "logs"))
     text = report(rows, f"python -m bench.http_overhead --queries {args.queries}", load)
-    print(text)
-    if not args.no_append:
-        with args.results.open("a") as f:  # append: the file holds others' sections too
-            f.write("\n" + text)
-        print(f"appended to {args.results}")
+    publish(text, None if args.no_append else args.results)
     return 0
 
 

@@ -371,7 +371,7 @@ async def run_latency(
 ) -> int:
     """Run the plan; write results.json, results.csv and PNGs to ``out_dir``; report."""
     from bench import plots
-    from bench.report import aggregate, machine, markdown, write_outputs
+    from bench.report import aggregate, machine, markdown, publish, write_outputs
 
     bundles = demo_bundles(plan.ks, home)
     print(f"contention: {plan.contention.describe()}", flush=True)
@@ -388,10 +388,6 @@ async def run_latency(
     pngs = plots.cdf_plots(rows, out_dir / "raw", out_dir, label)
     pngs.append(plots.tail_vs_rate(runs, out_dir, label))
     text = markdown("Tail latency, local cluster", command, meta, runs)
-    print(text)
+    publish(text, results_md)
     print(f"wrote {out_dir / 'results.json'}, results.csv and {len(pngs)} plots", flush=True)
-    if results_md is not None:
-        with results_md.open("a") as f:
-            f.write("\n" + text)
-        print(f"appended to {results_md}")
     return 0

@@ -2,7 +2,7 @@
 
 The papers report (C++, median) encoding 93 / 153 / 193 us and decoding 8 / 14 / 19 us at
 k = 2 / 3 / 4, for 3x224x224 float32 images and 1000-class outputs.  Here the same
-operations go through ``frontend.codes`` (NumPy, as the frontend runs them):
+operations go through ``common.codes`` (NumPy, as the frontend runs them):
 
 - ``encode``: ``SumCode.encode`` of k inputs ``(k, 1, 3, 224, 224)`` into one parity
   input, plus the serving path's packing around it (``frontend.model`` copies each
@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from frontend.codes import make_code
+from bench.report import publish
+from common.codes import make_code
 
 SHAPE = (3, 224, 224)
 CLASSES = 1000
@@ -91,7 +92,7 @@ def report(rows: dict[int, dict[str, float]], command: str) -> str:
         "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}.  ",
-        "NumPy through `frontend.codes`; 3x224x224 float32 inputs (602 KB each) rotating "
+        "NumPy through `common.codes`; 3x224x224 float32 inputs (602 KB each) rotating "
         "through 128 MiB, 1000-class float32 outputs; median (p99) in microseconds.  "
         "Copy floor: `np.copyto` of the k inputs' bytes the encoder reads.  Each k in a "
         "fresh process.",
@@ -123,10 +124,5 @@ def measure_fresh(k: int, repeats: int) -> dict[str, float]:
 
 def run_micro(repeats: int, results_md: Path | None, command: str) -> int:
     rows = {k: measure_fresh(k, repeats) for k in (2, 3, 4)}
-    text = report(rows, command)
-    print(text)
-    if results_md is not None:
-        with results_md.open("a") as f:
-            f.write("\n" + text)
-        print(f"appended to {results_md}")
+    publish(report(rows, command), results_md)
     return 0

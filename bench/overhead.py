@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.report import publish
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
 from frontend.events import Mode
@@ -97,10 +98,5 @@ async def run_overhead(queries: int, results: Path | None, home: Path) -> int:
 
     demo = ensure_demo(2, home / "demo")
     rows = await measure(demo.base_dir, demo.parity_dir, queries, home / "logs")
-    text = report(rows, f"parm bench overhead --queries {queries}")
-    print(text)
-    if results is not None:
-        with results.open("a") as f:
-            f.write("\n" + text)
-        print(f"appended to {results}")
+    publish(report(rows, f"parm bench overhead --queries {queries}"), results)
     return 0

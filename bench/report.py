@@ -130,3 +130,16 @@ def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str
     ]
     lines += ["", *(f"- {line}" for line in comparisons(runs)), ""]
     return "\n".join(lines)
+
+
+def publish(text: str, results_md: Path | None) -> None:
+    """Print a results section, and append it to ``results_md`` unless that is None.
+
+    Append, never rewrite: RESULTS.md holds every earlier section too.
+    """
+    print(text)
+    if results_md is None:
+        return
+    with results_md.open("a") as f:
+        f.write("\n" + text)
+    print(f"appended to {results_md}")

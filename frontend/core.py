@@ -29,7 +29,7 @@ front (up to ``max_attempts`` sends), unless reconstruction answers them first.
 The driver owns time and payloads.  Every event carries ``now``; the coordinator
 asks to be woken with ``SetTimer`` and never reads a clock.  Inputs and outputs are
 opaque objects that the coordinator only passes around; the driver does the
-arithmetic with ``frontend.codes``.  The asyncio frontend and the simulator drive
+arithmetic with ``common.codes``.  The asyncio frontend and the simulator drive
 this same class.
 """
 

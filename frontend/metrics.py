@@ -25,8 +25,8 @@ import bisect
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from common.buckets import LATENCY_BUCKETS  # shared with the containers
 from frontend.events import ErrorKind, GroupClosed, PoolKind, Source
-from model_container.metrics import LATENCY_BUCKETS  # shared with the containers
 
 if TYPE_CHECKING:
     from frontend.model import ModelService

@@ -3,7 +3,7 @@
 ``ModelService`` turns client queries into coordinator events, carries out the
 actions that come back (send to an instance, encode, decode, answer, set a timer),
 and feeds instance answers back in.  Time comes from the event loop's clock (the
-clock seam of ``frontend.clock``); the encode/decode arithmetic is ``frontend.codes``.
+clock seam of ``common.clock``); the encode/decode arithmetic is ``common.codes``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from frontend.clock import Clock, LoopClock
-from frontend.codes import make_code
+from common.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
+from common.clock import Clock, LoopClock
+from common.codes import make_code
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
 from frontend.events import (
@@ -48,7 +49,6 @@ from frontend.events import (
 )
 from frontend.metrics import Metrics
 from frontend.policy import POLICIES
-from model_container.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
 from proto import inference_pb2 as pb
 from proto.tensors import TensorError, dtype_of, tensor_from_raw
 

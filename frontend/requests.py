@@ -10,9 +10,9 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from common.bundle import TensorSpec
+from common.datatypes import DATATYPES
 from frontend.model import QueryError
-from model_container.bundle import TensorSpec
-from proto.tensors import DATATYPES
 
 REQUIRE_ORIGINAL = "parm_require_original"
 TIMEOUT_MS = "timeout_ms"

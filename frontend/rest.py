@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from common.bundle import TensorSpec
+from common.datatypes import DATATYPES
 from frontend.model import QueryError, Result
 from frontend.requests import (
     SOURCE,
@@ -32,8 +34,6 @@ from frontend.requests import (
     invalid,
     overall_source,
 )
-from model_container.bundle import TensorSpec
-from proto.tensors import DATATYPES
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_SIZE = "binary_data_size"

@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from model_container.models import UnknownArchitectureError
-from model_container.server import ContainerConfig, serve
+from common.models import UnknownArchitectureError
+from model_container.config import ContainerConfig
+from model_container.server import serve
 
 log = logging.getLogger("model_container")
 

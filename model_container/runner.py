@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from model_container.bundle import Manifest, TensorSpec
+from common.bundle import Manifest, TensorSpec
 from proto import inference_pb2 as pb
 from proto.tensors import TensorError, dtype_of, tensor_from_contents, tensor_from_raw
 
@@ -37,19 +37,6 @@ class InferError(Exception):
     def stream_message(self) -> str:
         """The ``error_message`` of a stream response: status name, colon, message."""
         return f"{self.code.name}: {self.message}"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; other names pass through.
-
-    Raises ValueError when CUDA is asked for and there is none, rather than failing
-    later inside torch with a less direct message.
-    """
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested, but CUDA is not available")
-    return device
 
 
 def shape_text(spec: TensorSpec) -> str:

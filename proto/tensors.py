@@ -19,25 +19,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from common.datatypes import DATATYPES
 from proto import inference_pb2 as pb
 
 ParamValue = bool | int | float | str
 
-# v2 datatype name -> NumPy dtype, explicitly little-endian: the wire byte order.
-DATATYPES: dict[str, np.dtype[Any]] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
 # (kind, itemsize) -> datatype name; byte order is normalised separately.
 _NAMES = {(dt.kind, dt.itemsize): name for name, dt in DATATYPES.items()}
 

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_container.bundle import Manifest
-from model_container.models import Preprocess, save_bundle
+from common.bundle import Manifest
+from common.models import Preprocess, save_bundle
 from train.augment import augment, check_augmentation, resolve
 from train.common import (
     METRICS_FILE,

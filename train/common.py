@@ -12,20 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from model_container.bundle import TensorSpec
-from model_container.models import build
+from common import models
+from common.bundle import TensorSpec
+from common.models import build
 from train.data import Split
 
 METRICS_FILE = "metrics.json"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when a GPU is usable, else the CPU; other names pass through."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested, but CUDA is not available")
-    return torch.device(name)
+    """`common.models.resolve_device` as a torch device, for the trainers."""
+    return torch.device(models.resolve_device(name))
 
 
 def seeded_build(architecture: str, arch_args: dict[str, Any], seed: int) -> nn.Module:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model_container.bundle import (
+from common.bundle import (
     WEIGHTS_FILE,
     BundleError,
     Manifest,

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from frontend.codes import Code, make_code
-from model_container.bundle import BundleMismatchError, Manifest, check_parity_for
-from model_container.models import load_model
+from common.bundle import BundleMismatchError, Manifest, check_parity_for
+from common.codes import Code, make_code
+from common.models import load_model
 from train.common import METRICS_FILE, predict, resolve_device, top1, write_json
 from train.data import Split
 

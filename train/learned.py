@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from model_container.bundle import Manifest, ParityInfo, TensorSpec
-from model_container.models import Preprocess, save_bundle
+from common.bundle import Manifest, ParityInfo, TensorSpec
+from common.models import Preprocess, save_bundle
 from train.augment import Augmentation, augment, check_augmentation
 from train.base import image_shape
 from train.common import (

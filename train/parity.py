@@ -14,7 +14,7 @@ score the *reconstructions* instead: each slot j is decoded from the parity outp
 other outputs with ``code.decode_erasures`` -- the decoder serving uses -- and compared with
 F's softmax (``kl``, distillation at ``temperature``) or with the label (``ce``).
 
-Encoding and decoding go through `frontend.codes`: the exact arithmetic of the frontend.
+Encoding and decoding go through `common.codes`: the exact arithmetic of the frontend.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from frontend.codes import Code, make_code
-from model_container.bundle import Manifest, ParityInfo
-from model_container.models import Preprocess, load_model, load_weights, save_bundle
+from common.bundle import Manifest, ParityInfo
+from common.codes import Code, make_code
+from common.models import Preprocess, load_model, load_weights, save_bundle
 from train.augment import Augmentation, augment, check_augmentation
 from train.common import (
     METRICS_FILE,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import aggregate, comparisons, machine, table, write_outputs
+from bench.report import aggregate, comparisons, machine, publish, table, write_outputs
 from bench.sim.engine import ORIGINAL, RECONSTRUCTED, SimResult, Simulation
 from bench.sim.scenarios import SCENARIOS, Scenario, setup_for
 from bench.sim.service import DEFAULT_CALIBRATION, Calibration, summary
@@ -149,10 +149,5 @@ def run_sim(args: argparse.Namespace, results_md: Path | None, command: str) -> 
     }
     write_outputs(args.out, runs, rows, meta)
     extra = agreement(runs, real_runs(args.compare, cal))
-    text = markdown(scenario, cal, command, runs, extra, args.replay)
-    print(text)
-    if results_md is not None:
-        with results_md.open("a") as f:
-            f.write("\n" + text)
-        print(f"appended to {results_md}")
+    publish(markdown(scenario, cal, command, runs, extra, args.replay), results_md)
     return 0

@@ -4,7 +4,7 @@
 groups, dispatch through the real ``frontend.policy`` policy, parity, reconstruction,
 cancellation -- and this module only turns its actions into future events, as the
 asyncio driver (``frontend.model``) turns them into I/O.  Time is a
-``frontend.clock.SimClock`` that jumps from event to event.
+``common.clock.SimClock`` that jumps from event to event.
 
 The event heap is keyed ``(time, priority, seq)``: ``seq`` comes from the simulation's
 own counter, so events at the same time and priority pop in the order they were
@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.sim.episodes import Timeline, Windows
-from frontend.clock import SimClock
+from common.clock import SimClock
 from frontend.core import Coordinator
 from frontend.events import (
     Action,

@@ -23,12 +23,14 @@ RUN pip install \
 # parm's command line reads every subcommand's options (bench and train included, argparse
 # only); their heavy modules load only when those commands run.
 COPY pyproject.toml README.md ./
+COPY common common
 COPY frontend frontend
 COPY model_container model_container
 COPY proto proto
 COPY deploy deploy
 COPY bench bench
 COPY train train
+COPY cli cli
 RUN pip install --no-deps . && mkdir -p /etc/parm
 
 USER 65534

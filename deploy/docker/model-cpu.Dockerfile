@@ -19,6 +19,7 @@ RUN pip install \
     "safetensors>=0.4" "uvloop>=0.19" "prometheus-client>=0.20"
 
 COPY pyproject.toml README.md ./
+COPY common common
 COPY model_container model_container
 COPY proto proto
 RUN pip install --no-deps .

@@ -23,8 +23,8 @@ import pytest
 from docker.errors import APIError, DockerException, ImageNotFound
 from docker.types import DeviceRequest
 
+from cli.deploy import LOCAL_ENGINE
 from deploy import docker as launcher
-from deploy.commands import LOCAL_ENGINE
 from deploy.frontend_file import frontend_config_from
 from deploy.placement import Host
 from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment

@@ -104,7 +104,7 @@ def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path
     path = tmp_path / "frontend.toml"
     path.write_text(dump_frontend_config(config))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "deploy.cli", "frontend", "--config", str(path)]
+    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
     proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30

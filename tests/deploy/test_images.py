@@ -20,10 +20,16 @@ DOCKER = REPO_ROOT / "deploy/docker"
 IMAGES = {
     "frontend.Dockerfile": (
         '["parm", "frontend"]',
-        {"frontend", "model_container", "proto", "deploy", "bench", "train"},
+        {"common", "frontend", "model_container", "proto", "deploy", "bench", "train", "cli"},
     ),
-    "model-cuda.Dockerfile": ('["python", "-m", "model_container"]', {"model_container", "proto"}),
-    "model-cpu.Dockerfile": ('["python", "-m", "model_container"]', {"model_container", "proto"}),
+    "model-cuda.Dockerfile": (
+        '["python", "-m", "model_container"]',
+        {"common", "model_container", "proto"},
+    ),
+    "model-cpu.Dockerfile": (
+        '["python", "-m", "model_container"]',
+        {"common", "model_container", "proto"},
+    ),
 }
 
 
@@ -57,8 +63,8 @@ class NoTorch(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in ("torch", "sklearn", "safetensors"):
             raise ImportError(f"the frontend image has no {name}")
 sys.meta_path.insert(0, NoTorch())
-import deploy.cli, deploy.commands, deploy.frontend_file, frontend.http, frontend.server
-deploy.cli._parser()
+import cli.main, cli.deploy, deploy.frontend_file, frontend.http, frontend.server
+cli.main._parser()
 """
 
 

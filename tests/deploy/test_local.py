@@ -10,10 +10,10 @@ import grpc
 import numpy as np
 import pytest
 
+from common.bundle import ParityInfo, read_manifest
+from common.models import build, save_bundle
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, Injection, ModelDeployment
-from model_container.bundle import ParityInfo, read_manifest
-from model_container.models import build, save_bundle
 from proto.tensors import get_parameters, make_infer_request
 from tests.model_container.container_process import alive, inference_stub, make_bundle
 

@@ -27,11 +27,11 @@ import numpy.typing as npt
 import pytest
 import torch
 
+from common.bundle import read_manifest
+from common.models import load_model
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.model import ModelService
 from frontend.server import Frontend
-from model_container.bundle import read_manifest
-from model_container.models import load_model
 from proto import inference_pb2 as pb
 from proto.tensors import ParamValue, make_infer_request, read_infer_response
 from tests.model_container.container_process import (

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 import aiohttp
 import numpy as np
 
+from common.bundle import ParityInfo, read_manifest
+from common.models import build, save_bundle
 from frontend.config import FrontendConfig, ModelConfig
 from frontend.server import Frontend
-from model_container.bundle import ParityInfo, read_manifest
-from model_container.models import build, save_bundle
 from tests.frontend.cluster import Bundles
 from tests.model_container.container_process import make_bundle
 

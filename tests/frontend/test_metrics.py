@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.buckets import LATENCY_BUCKETS
 from frontend.config import ModelConfig
 from frontend.events import ErrorKind, GroupClosed, Mode, Source
 from frontend.metrics import Metrics
-from model_container.metrics import LATENCY_BUCKETS
 from tests.frontend.cluster import Bundles, Containers, address, inputs
 from tests.frontend.rest_support import Http, http_config, run, v2_json
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from common.bundle import TensorSpec
 from frontend.model import QueryError
 from frontend.requests import (
     REQUIRE_ORIGINAL,
@@ -18,7 +19,6 @@ from frontend.requests import (
     query_options,
     split_rows,
 )
-from model_container.bundle import TensorSpec
 
 SPEC = TensorSpec("input", "FP32", (2, 3))
 ROW_BYTES = 2 * 3 * 4

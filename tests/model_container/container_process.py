@@ -15,8 +15,8 @@ import grpc
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model_container.bundle import TensorSpec
-from model_container.models import build, save_bundle
+from common.bundle import TensorSpec
+from common.models import build, save_bundle
 from proto import inference_pb2_grpc as pb_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from model_container.models import load_model
+from common.models import load_model
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
 from proto.tensors import make_infer_request, read_infer_response

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from model_container.server import ContainerConfig, serve
+from model_container.config import ContainerConfig
+from model_container.server import serve
 from proto.tensors import make_infer_request
 from tests.model_container.container_process import (
     IN_FEATURES,

@@ -11,15 +11,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.bundle import read_manifest
 from model_container.__main__ import main, parse_args
-from model_container.bundle import read_manifest
-from model_container.server import (
-    Container,
-    ContainerConfig,
-    InferenceServicer,
-    answer_stream_request,
-    serve,
-)
+from model_container.config import ContainerConfig
+from model_container.container import Container
+from model_container.server import serve
+from model_container.servicer import InferenceServicer, answer_stream_request
 from proto import inference_pb2 as pb
 from proto.tensors import make_infer_request
 from tests.model_container.container_process import (

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from common.datatypes import DATATYPES
 from proto import inference_pb2 as pb
 from proto.tensors import (
-    DATATYPES,
     TensorError,
     datatype_of,
     get_parameters,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_container.bundle import TensorSpec, file_sha256
-from model_container.models import load_model
+from common.bundle import TensorSpec, file_sha256
+from common.models import load_model
 from tests.train.tiny import TINY_BASE
 from train.base import BaseConfig, arch_args_for, image_shape, train_base
 from train.data import Split, hold_out

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import train.demo
-from model_container.bundle import WEIGHTS_FILE, read_manifest
+from common.bundle import WEIGHTS_FILE, read_manifest
 from tests.train.tiny import TINY_BASE, tiny_parity
 from train.data import load_digits
 from train.demo import DemoBundles, ensure_demo

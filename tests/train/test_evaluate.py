@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from frontend.codes import make_code
-from model_container.bundle import BundleMismatchError, ParityInfo, read_manifest
-from model_container.models import build, load_weights, save_bundle
+from common.bundle import BundleMismatchError, ParityInfo, read_manifest
+from common.codes import make_code
+from common.models import build, load_weights, save_bundle
 from train.base import BaseConfig, train_base
 from train.data import Split
 from train.evaluate import (

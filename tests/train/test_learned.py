@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_container.bundle import read_manifest
-from model_container.models import load_model
+from common.bundle import read_manifest
+from common.models import load_model
 from train.data import Split
 from train.learned import LearnedConfig, learned_loss, random_erasures, train_learned
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from model_container.bundle import file_sha256, read_manifest
+from common.bundle import file_sha256, read_manifest
 from tests.train.tiny import TINY_BASE, tiny_parity
 from train.base import train_base
 from train.data import Split

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from frontend.codes import make_code
-from model_container.bundle import ParityInfo, check_parity_for, file_sha256, read_manifest
-from model_container.models import load_model, load_weights
+from common.bundle import ParityInfo, check_parity_for, file_sha256, read_manifest
+from common.codes import make_code
+from common.models import load_model, load_weights
 from tests.train.tiny import tiny_parity
 from train.base import BaseConfig, train_base
 from train.data import Split
@@ -53,7 +53,7 @@ def test_random_groups_are_seeded():
      ("concat", 4, 1, 0), ("linear", 3, 2, 1)],
 )  # fmt: skip
 def test_training_encodes_exactly_like_the_serving_path(image_split: Split, code_name, k, r, index):
-    # DESIGN principle 1: the frontend encodes NumPy arrays with frontend.codes; training must
+    # DESIGN principle 1: the frontend encodes NumPy arrays with common.codes; training must
     # produce the same parity queries (and targets) for the same inputs.
     code = make_code(code_name, k, r)
     x = torch.from_numpy(image_split.x_train)  # (N, 1, 12, 12)

@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import torch
 
-from frontend.codes import make_code
+from common.bundle import read_manifest
+from common.codes import make_code
+from common.models import load_model
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
-from model_container.bundle import read_manifest
-from model_container.models import load_model
 from proto.tensors import get_parameters, make_infer_request, read_infer_response
 from tests.model_container.container_process import (
     REPO_ROOT,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from model_container import models
-from model_container.bundle import (
+from common import models
+from common.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     BundleError,
@@ -19,7 +19,7 @@ from model_container.bundle import (
     file_sha256,
     read_manifest,
 )
-from model_container.models import (
+from common.models import (
     ARCHITECTURES,
     MLP,
     Preprocess,
@@ -27,6 +27,7 @@ from model_container.models import (
     build,
     load_model,
     register,
+    resolve_device,
     save_bundle,
 )
 
@@ -223,3 +224,14 @@ def test_load_to_device(tmp_path: Path, net: nn.Module):
     save(tmp_path / "b", net)
     _, loaded = load_model(tmp_path / "b", device=torch.device("cpu"))
     assert all(p.device.type == "cpu" for p in loaded.parameters())
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(ValueError, match="device 'cuda:0' requested, but CUDA is not available"):
+        resolve_device("cuda:0")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from frontend.codes import (
+from common.codes import (
     CODES,
     Code,
     ConcatCode,

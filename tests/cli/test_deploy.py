@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cli import main
-from deploy.commands import with_http_ports
+from cli.deploy import with_http_ports
+from cli.main import main
 from deploy.spec import Deployment, ModelDeployment, load_deployment
 
 

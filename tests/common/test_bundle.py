@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from model_container.bundle import (
+from common.bundle import (
     FORMAT,
     MANIFEST_FILE,
     BundleError,
@@ -233,5 +233,5 @@ def test_manifest_is_immutable():
 
 def test_bundle_module_does_not_import_torch():
     # The frontend reads manifests without torch installed.
-    code = "import sys, model_container.bundle; assert 'torch' not in sys.modules"
+    code = "import sys, common.bundle; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

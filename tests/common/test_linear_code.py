@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from common.bundle import ParityInfo, TensorSpec, read_manifest
+from common.models import build, load_model, save_bundle
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.server import Frontend
-from model_container.bundle import ParityInfo, TensorSpec, read_manifest
-from model_container.models import build, load_model, save_bundle
 from tests.frontend.cluster import (
     Containers,
     address,

@@ -1,6 +1,6 @@
 """Model bundles: a folder holding a JSON manifest and safetensors weights.
 
-A bundle is self-describing (DESIGN.md principle 5): the manifest names the architecture
+A bundle is self-describing: the manifest names the architecture
 and its arguments, the per-sample input/output tensor specs, the input preprocessing, the
 role (``base`` or ``parity``), the SHA-256 of the weights file and, for a parity model, the
 code, k, and the weights digest of the base model it was trained for.  Nothing in a bundle is
@@ -21,29 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.datatypes import DATATYPES
+
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "parm-bundle/1"
 
 # encoder/decoder: the networks of a learned code (train.learned), served like any model.
 ROLES = ("base", "parity", "encoder", "decoder")
-# Tensor datatypes of the KServe v2 / Open Inference Protocol.
-DATATYPES = (
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BF16",
-    "BYTES",
-)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MANIFEST_KEYS = frozenset(
     {

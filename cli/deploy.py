@@ -1,4 +1,4 @@
-"""The deployment subcommands of ``parm`` (`deploy.cli` adds them to its parser).
+"""The deployment subcommands of ``parm`` (`cli.main` adds them to its parser).
 
 parm up --http-port P --metrics-port Q   the frontend's HTTP API and /metrics ports
 parm frontend --config FILE              the frontend alone (in a container)
@@ -74,10 +74,10 @@ def add_frontend(sub: Any) -> None:
 
 
 def _frontend(args: argparse.Namespace) -> int:
-    from deploy.cli import _run_loop
+    from common.runtime import run_loop
     from deploy.frontend_file import load_frontend_config, serve_frontend
 
-    _run_loop(serve_frontend(load_frontend_config(args.config)))
+    run_loop(serve_frontend(load_frontend_config(args.config)))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Registered architectures: ``mlp`` (below), ``lenet5``, ``resnet18`` and ``vgg11``, and the
 learned-code networks ``mlp-encoder``, ``conv-encoder`` and ``mlp-decoder``
-(`model_container.architectures`).
+(`common.architectures`).
 
 Training builds a network with `build`, saves it with `save_bundle`; a container loads it
 with `load_model`, which rebuilds the same architecture from the registry by name and the
@@ -27,7 +27,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from model_container.architectures import (
+from common.architectures import (
     VGG11,
     ConvEncoder,
     LeNet5,
@@ -35,7 +35,7 @@ from model_container.architectures import (
     MLPEncoder,
     ResNet18,
 )
-from model_container.bundle import (
+from common.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     BundleError,
@@ -255,3 +255,16 @@ def _swap_into_place(staging: Path, bundle_dir: Path) -> None:
     os.replace(staging, bundle_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; other names pass through.
+
+    Raises ValueError when CUDA is asked for and there is none, rather than failing
+    later inside torch with a less direct message.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested, but CUDA is not available")
+    return device

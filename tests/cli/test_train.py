@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.cli import main
-from model_container.bundle import read_manifest
+from cli.main import main
+from common.bundle import read_manifest
 
 FAST = ["--threads", "1", "--device", "cpu", "--warmup-epochs", "0"]
 

@@ -2,7 +2,7 @@
 
 Each takes ``input_shape`` ``(C, H, W)`` (a JSON list in a manifest's ``arch_args``) and
 ``num_classes``, and reshapes its input to ``(B, C, H, W)`` first, so flat wire tensors of
-``C*H*W`` values work as well as images.  `model_container.models` registers them under
+``C*H*W`` values work as well as images.  `common.models` registers them under
 ``lenet5``, ``resnet18`` and ``vgg11``; the fully connected ``mlp`` lives there too.
 """
 

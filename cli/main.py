@@ -6,31 +6,25 @@ parm frontend  the frontend alone, from a file naming its instances (in a contai
 parm deploy    containers on one or more Docker hosts (``parm deploy docker up|down``)
 parm bench     benchmarks (``overhead``, ``latency``, ``calibrate``, ``codes``)
 parm sim       the discrete-event simulator over the frontend's coordinator
-parm train     train base models, parity models and learned codes (``train.cli``)
-parm eval      accuracy of a parity model: A_a, A_d, A_o (``train.cli``)
+parm train     train base models, parity models and learned codes (``cli.train``)
+parm eval      accuracy of a parity model: A_a, A_d, A_o (``cli.train``)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import logging
-import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from deploy.commands import add_deploy, add_frontend, add_http_ports, with_http_ports
+from cli.deploy import add_deploy, add_frontend, add_http_ports, with_http_ports
+from common.runtime import parm_home, run_loop
 from deploy.spec import DeploymentError
 
 T = TypeVar("T")
-
-
-def parm_home() -> Path:
-    """Where parm caches demo bundles and writes logs (``$PARM_HOME``, else ~/.cache/parm)."""
-    return Path(os.environ.get("PARM_HOME", Path.home() / ".cache" / "parm"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -101,13 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     overhead.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     overhead.add_argument("--no-append", action="store_true", help="print only")
     overhead.set_defaults(run=_bench_overhead)
-    from bench.cli import add_bench, add_sim  # argparse only: cheap to import
+    from cli.bench import add_bench, add_sim  # argparse only: cheap to import
 
     add_bench(bench, parm_home)
     add_sim(sub)
     add_frontend(sub)
     add_deploy(sub)
-    from train.cli import add_commands as add_train  # argparse only: cheap to import
+    from cli.train import add_commands as add_train  # argparse only: cheap to import
 
     add_train(sub)
     return parser
@@ -128,7 +122,7 @@ def _up(args: argparse.Namespace) -> int:
             base, demo_parity, name = _demo_bundles(args.k)
             parities = (demo_parity,)
         if name is None:
-            from model_container.bundle import read_manifest
+            from common.bundle import read_manifest
 
             name = read_manifest(base).name
         model = ModelDeployment(
@@ -165,7 +159,7 @@ def _up(args: argparse.Namespace) -> int:
             print("try: .venv/bin/parm predict      stop: Ctrl-C", flush=True)
             await serve_until_signalled(cluster)
 
-    _run_loop(run())
+    run_loop(run())
     return 0
 
 
@@ -189,23 +183,15 @@ def _demo_bundles(k: int) -> tuple[Path, Path, str]:
 def _predict(args: argparse.Namespace) -> int:
     from deploy.predict import predict
 
-    return _run_loop(predict(args.url, args.model, args.n, args.timeout_ms, args.require_original))
+    return run_loop(predict(args.url, args.model, args.n, args.timeout_ms, args.require_original))
 
 
 def _bench_overhead(args: argparse.Namespace) -> int:
     from bench.overhead import run_overhead
 
-    return _run_loop(
+    return run_loop(
         run_overhead(args.queries, None if args.no_append else args.results, parm_home())
     )
-
-
-def _run_loop(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:  # optional: plain asyncio works, a little slower
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command-line options of the benchmarks and the simulator, for ``deploy.cli``.
+"""Command-line options of the benchmarks and the simulator, for ``cli.main``.
 
 Only argparse here: the heavy modules are imported when a command runs, so ``parm``
 starts fast whatever the command.
@@ -66,7 +66,7 @@ def add_latency(bench: Any, home: Home) -> None:
     def run(args: argparse.Namespace) -> int:
         _no_grpc_fork_handlers()
         from bench.latency import plan_from_options, run_latency
-        from deploy.cli import _run_loop
+        from common.runtime import run_loop
 
         keys = (
             "ks",
@@ -83,7 +83,7 @@ def add_latency(bench: Any, home: Home) -> None:
         overrides.update(service_time_ms=args.service_time_ms, contention=args.contention)
         plan = plan_from_options(args.quick, **overrides)
         results = None if args.no_append else args.results
-        return _run_loop(run_latency(plan, args.out, results, home(), _command()))
+        return run_loop(run_latency(plan, args.out, results, home(), _command()))
 
     p.set_defaults(run=run)
 
@@ -113,9 +113,9 @@ def add_calibrate(bench: Any, home: Home) -> None:
     def run(args: argparse.Namespace) -> int:
         _no_grpc_fork_handlers()
         from bench.sim.calibrate import run_calibrate
-        from deploy.cli import _run_loop
+        from common.runtime import run_loop
 
-        return _run_loop(run_calibrate(args.service_time_ms, args.queries, args.out, home()))
+        return run_loop(run_calibrate(args.service_time_ms, args.queries, args.out, home()))
 
     p.set_defaults(run=run)
 

@@ -7,7 +7,7 @@ parity model is trained to output: the code's combination of the k data outputs.
 arithmetic is written only with operations that NumPy arrays and torch tensors share
 (``sum(0)``, ``+``, ``-``, scalar ``*``, slicing, slice assignment), so the frontend calls
 it on NumPy arrays and ``train/`` on torch tensors (CPU or CUDA): one definition of the
-maths, as DESIGN.md's principle 1 asks.  A parity model is only valid for the code it was
+maths for training and serving.  A parity model is only valid for the code it was
 trained with; bundles record the code's ``name``, k and r.
 
 Codes:

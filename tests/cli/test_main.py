@@ -14,7 +14,7 @@ import pytest
 
 from tests.model_container.container_process import alive, free_port
 
-PARM = [sys.executable, "-m", "deploy.cli"]
+PARM = [sys.executable, "-m", "cli"]
 READY_TIMEOUT_S = 240
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_container.models import ARCHITECTURES, build
+from common.models import ARCHITECTURES, build
 
 CASES = [
     ("mlp", {"in_features": 784, "num_classes": 10}, (3, 1, 28, 28), (3, 10)),
