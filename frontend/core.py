@@ -15,11 +15,20 @@ up has fewer requests in flight than it may hold, the coordinator asks the polic
 the next task and emits ``SendData``/``SendParity``.
 
 When a data task's result arrives, its queries are answered as ``original``.  When
-the parity result and all but one data result of a group are in, the missing one is
-reconstructed (``Reconstruct``) and its queries are answered as ``reconstructed``,
-unless a query asked for originals only.  A query whose deadline passes is answered
-with the model's default output, or failed with ``DEADLINE_EXCEEDED``.  Each query is
-answered exactly once; a late original is dropped.
+the parity result and all but one data result of a group are in, the missing one can be
+reconstructed (``Reconstruct``) and its queries answered as ``reconstructed``, unless a
+query asked for originals only.  A reconstruction is an approximation, so it is *held*
+until its original is late (*decode grace*, ``frontend.grace``): an original is due
+``threshold`` seconds after it was sent (or after the reconstruction became possible, if
+it was still queued then), where the threshold is fixed, 0 (eager: the papers'
+behaviour), or learned from the service times of originals.  If the original comes in
+time, it is answered and the reconstruction dropped; otherwise the reconstruction is
+answered when the original falls due, when its call fails, or at the query's deadline,
+whichever comes first (``GraceEnded`` tells the driver how long it waited).  A query
+whose deadline passes with nothing to answer is answered with the model's default
+output, or failed with ``DEADLINE_EXCEEDED``.  Each query is answered exactly once; an
+original that arrives after its reconstruction was answered is handed back
+(``LateOriginal``) so the driver can check the reconstruction against it, live.
 
 Queued work that can no longer help anybody is cancelled before it is sent: a data
 task once every query of its group is answered, a parity task once no missing output
@@ -49,10 +58,12 @@ from frontend.events import (
     ErrorKind,
     Event,
     Fail,
+    GraceEnded,
     GroupClosed,
     InstanceDown,
     InstanceSpec,
     InstanceUp,
+    LateOriginal,
     Mode,
     PartialPolicy,
     PoolKind,
@@ -66,6 +77,7 @@ from frontend.events import (
     TaskCompleted,
     TaskFailed,
 )
+from frontend.grace import Grace
 from frontend.policy import DispatchPolicy, SingleQueue
 
 
@@ -111,6 +123,9 @@ class _Task:
     sends: int = 0
     sibling: _Task | None = None  # the other copy, in replicate mode
     index: int = 0  # which parity, for a parity task
+    sent_at: float | None = None  # the last send
+    decodable_at: float | None = None  # when its output could first be reconstructed
+    reconstructed: tuple[tuple[int, int], ...] = ()  # (query_id, row) answered so
 
 
 @dataclass(eq=False)
@@ -141,6 +156,7 @@ class _Timer(enum.Enum):
     DEADLINE = 0
     BATCH = 1
     GROUP = 2
+    GRACE = 3
 
 
 # ---------------------------------------------------------------- the coordinator
@@ -155,8 +171,10 @@ class Coordinator:
         data: Sequence[InstanceSpec],
         parity: Sequence[InstanceSpec] = (),
         policy: Callable[[], DispatchPolicy[_Task]] = SingleQueue,
+        grace: Grace | None = None,
     ) -> None:
         self.config = config
+        self.grace = grace or Grace(config.decode_grace)
         self._coded = config.mode is Mode.CODED
         self._pools = {
             PoolKind.DATA: _Pool(PoolKind.DATA, data, policy()),
@@ -177,6 +195,8 @@ class Coordinator:
         self._timers: list[tuple[float, int, _Timer, int]] = []
         self._timer_seq = itertools.count()
         self._announced: float | None = None
+        # data tasks whose decodable reconstruction waits for the original: task, due
+        self._held: dict[int, tuple[_Task, float]] = {}
         self._out: list[Action] = []
 
     # -- public API -------------------------------------------------------------
@@ -206,16 +226,16 @@ class Coordinator:
                     self._settle(query)
                     self._prune(query.task)
             case TaskCompleted():
-                self._on_completed(event)
+                self._on_completed(event, now)
             case TaskFailed(task_id=tid, instance=name):
-                self._on_failed(tid, name)
+                self._on_failed(tid, name, now)
             case InstanceUp(instance=name):
-                self._set_up(name, True)
+                self._set_up(name, True, now)
             case InstanceDown(instance=name):
-                self._set_up(name, False)
+                self._set_up(name, False, now)
             case _:  # Tick
                 self._on_tick(now)
-        self._pump()
+        self._pump(now)
         self._announce_timer()
         out, self._out = self._out, []
         return out
@@ -292,6 +312,8 @@ class Coordinator:
             return ref in self._queries
         if kind is _Timer.BATCH:
             return ref == self._batch_serial and bool(self._batch)
+        if kind is _Timer.GRACE:
+            return ref in self._held
         return self._group is not None and self._group.id == ref
 
     def _on_tick(self, now: float) -> None:
@@ -303,9 +325,13 @@ class Coordinator:
             if not self._timer_live(kind, ref):
                 continue
             if kind is _Timer.DEADLINE:
-                self._expire(self._queries[ref])
+                self._expire(self._queries[ref], now)
             elif kind is _Timer.BATCH:
                 self._flush_batch(now)
+            elif kind is _Timer.GRACE:
+                task = self._held[ref][0]
+                assert task.group is not None
+                self._try_decode(task.group, now)  # released, held longer, or unwanted
             else:
                 if self._batch:  # the group's last task is still filling: send it now
                     self._flush_batch(now)
@@ -320,7 +346,13 @@ class Coordinator:
             self._out.append(SetTimer(at))
         self._announced = at
 
-    def _expire(self, query: _Query) -> None:
+    def _expire(self, query: _Query, now: float) -> None:
+        task = query.task
+        if task is not None and task.id in self._held and not query.require_original:
+            # a reconstruction is ready and waiting: better than a default, and on time
+            assert task.group is not None
+            self._try_decode(task.group, now, release=task)
+            return
         self._settle(query)
         if self.config.has_default:
             self._out.append(Answer(query.id, Source.DEFAULT))
@@ -341,7 +373,7 @@ class Coordinator:
         twin = task.sibling
         return twin is None or twin.state is not _State.RUNNING or twin.instance != instance
 
-    def _pump(self) -> None:
+    def _pump(self, now: float) -> None:
         for pool in self._pools.values():
             if not pool.policy:
                 continue  # the common case at every event: nothing waits, nothing to copy
@@ -351,14 +383,15 @@ class Coordinator:
                     task = pool.policy.pull(name, self._eligible)
                     if task is None:
                         break
-                    self._send(task, inst)
+                    self._send(task, inst, now)
                 pool.refresh(name)
                 if not pool.policy:
                     break
 
-    def _send(self, task: _Task, inst: _Instance) -> None:
+    def _send(self, task: _Task, inst: _Instance, now: float) -> None:
         task.state, task.instance = _State.RUNNING, inst.spec.name
         task.sends += 1
+        task.sent_at = now
         inst.running.add(task.id)
         if task.pool is PoolKind.DATA:
             self._out.append(
@@ -392,13 +425,21 @@ class Coordinator:
 
     # -- results ----------------------------------------------------------------------
 
-    def _on_completed(self, event: TaskCompleted) -> None:
+    def _on_completed(self, event: TaskCompleted, now: float) -> None:
         task = self._release(event.task_id, event.instance)
         if task is None:
             return
         task.output, task.has_output = event.output, True
         self._tasks.pop(task.id, None)
         task.state = _State.DONE
+        if task.pool is PoolKind.DATA:
+            assert task.sent_at is not None
+            self.grace.observe(now - task.sent_at)
+            if self._held.pop(task.id, None) is not None:
+                assert task.decodable_at is not None
+                self._out.append(GraceEnded(task.id, now - task.decodable_at, Source.ORIGINAL))
+            if task.reconstructed:
+                self._out.append(LateOriginal(task.id, event.output, task.reconstructed))
         for query in task.queries:
             if not query.settled:
                 self._settle(query)
@@ -406,21 +447,24 @@ class Coordinator:
         if task.sibling is not None:
             self._cancel(task.sibling, "its replica answered first")
         if task.group is not None:
-            self._try_decode(task.group)
+            self._try_decode(task.group, now)
         self._prune(task)
 
-    def _on_failed(self, task_id: int, name: str) -> None:
+    def _on_failed(self, task_id: int, name: str, now: float) -> None:
         task = self._release(task_id, name)
         if task is not None:
-            self._retry(task)
+            self._retry(task, now)
 
-    def _retry(self, task: _Task) -> None:
+    def _retry(self, task: _Task, now: float) -> None:
+        if task.id in self._held:  # a failed call is as late as an original gets
+            assert task.group is not None
+            self._try_decode(task.group, now, release=task)
         twin = task.sibling
         if twin is not None and twin.state in (_State.QUEUED, _State.RUNNING):
             self._forget(task)  # the other copy carries on
             return
-        # No decoding here: had the parity and the other outputs been in, this
-        # task's queries would have been reconstructed when the last of them came.
+        # No other decoding here: had the parity and the other outputs been in, this
+        # task's reconstruction would be held (released just above) or answered.
         if not self._useful(task):
             self._forget(task)
         elif task.sends < self.config.max_attempts:
@@ -437,7 +481,7 @@ class Coordinator:
                 self._out.append(Fail(query.id, ErrorKind.UNAVAILABLE, msg))
         self._prune(task)
 
-    def _set_up(self, name: str, up: bool) -> None:
+    def _set_up(self, name: str, up: bool, now: float) -> None:
         inst = self._instance(name)
         if inst.up == up:
             return
@@ -451,13 +495,14 @@ class Coordinator:
             inst.running.clear()
             for task in lost:
                 if task is not None and task.state is _State.RUNNING and task.instance == name:
-                    self._retry(task)
+                    self._retry(task, now)
         pool.refresh(name)
 
     # -- decoding and pruning -----------------------------------------------------------
 
-    def _try_decode(self, group: _Group) -> None:
-        """Decode every missing data output once as many parity outputs are in."""
+    def _try_decode(self, group: _Group, now: float, *, release: _Task | None = None) -> None:
+        """Decode the missing data outputs once as many parity outputs are in, each as
+        soon as its original is late (or at once for ``release``); hold the others."""
         arrived = sum(p.has_output for p in group.parities)
         erased = tuple(i for i, t in enumerate(group.slots) if not t.has_output)
         if not erased or len(erased) > arrived:
@@ -471,13 +516,36 @@ class Coordinator:
                 (q.id, q.row) for q in lost.queries if not q.settled and not q.require_original
             )
             if not answers:
+                self._held.pop(lost.id, None)
                 continue
+            if lost.decodable_at is None:
+                lost.decodable_at = now
+            due = self._due(lost)
+            if now < due and lost is not release:
+                if lost.id not in self._held or self._held[lost.id][1] != due:
+                    self._held[lost.id] = (lost, due)
+                    self._add_timer(due, _Timer.GRACE, lost.id)
+                continue
+            if self._held.pop(lost.id, None) is not None:
+                self._out.append(GraceEnded(lost.id, now - lost.decodable_at, Source.RECONSTRUCTED))
             for qid, _ in answers:
                 self._settle(self._queries[qid])
+            lost.reconstructed += answers
             self._out.append(
-                Reconstruct(group.id, missing, parity_outputs, outputs, sizes, answers, erased)
+                Reconstruct(
+                    group.id, missing, parity_outputs, outputs, sizes, answers, erased, lost.id
+                )
             )
             self._prune(lost)
+
+    def _due(self, task: _Task) -> float:
+        """When the original of ``task`` is late: ``threshold`` after it was sent, or after
+        its reconstruction became possible if it was still queued then."""
+        assert task.decodable_at is not None
+        start = task.decodable_at
+        if task.sent_at is not None and task.sent_at < start:
+            start = task.sent_at
+        return start + self.grace.threshold
 
     def _useful(self, task: _Task) -> bool:
         group = task.group

@@ -62,6 +62,10 @@ class CoreConfig:
     max_outstanding: int = 1024
     has_default: bool = False
     max_attempts: int = 3
+    #: how long an original may take, from its send, before it is late and a decodable
+    #: reconstruction is answered instead (``frontend.grace``); 0: eager, at once;
+    #: None: learned from the service times of originals (auto)
+    decode_grace: float | None = 0.0
 
     def __post_init__(self) -> None:
         for name in ("k", "r", "batch_size", "max_outstanding", "max_attempts"):
@@ -69,6 +73,8 @@ class CoreConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_timeout < 0 or self.group_timeout < 0:
             raise ValueError("timeouts must be >= 0")
+        if self.decode_grace is not None and self.decode_grace < 0:
+            raise ValueError(f"decode_grace must be >= 0 or None (auto), got {self.decode_grace}")
 
 
 @dataclass(frozen=True)
@@ -185,11 +191,35 @@ class Reconstruct:
     sizes: tuple[int, ...]
     answers: tuple[tuple[int, int], ...]  # (query_id, row)
     erased: tuple[int, ...]
+    task_id: int = -1  # the data task whose output is decoded
 
     @property
     def parity_output(self) -> object:
         """The first parity's output: all there is with r=1."""
         return self.parity_outputs[0]
+
+
+@dataclass(frozen=True)
+class LateOriginal:
+    """The original of a reconstructed data task arrived after all: compare the two.
+
+    ``output`` is the task's output; ``answers`` the (query_id, row) pairs that were
+    answered with the reconstruction of task ``task_id``.  Nobody gets a second answer.
+    """
+
+    task_id: int
+    output: object
+    answers: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class GraceEnded:
+    """A held reconstruction's wait is over: its original came (``ORIGINAL``) or it was
+    answered (``RECONSTRUCTED``) after ``waited`` seconds."""
+
+    task_id: int
+    waited: float
+    source: Source
 
 
 @dataclass(frozen=True)
@@ -223,4 +253,15 @@ class SetTimer:
     at: float
 
 
-Action = SendData | SendParity | Answer | Reconstruct | Fail | Cancelled | GroupClosed | SetTimer
+Action = (
+    SendData
+    | SendParity
+    | Answer
+    | Reconstruct
+    | LateOriginal
+    | GraceEnded
+    | Fail
+    | Cancelled
+    | GroupClosed
+    | SetTimer
+)

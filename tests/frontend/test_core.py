@@ -21,6 +21,7 @@ from frontend.events import (
     InstanceDown,
     InstanceSpec,
     InstanceUp,
+    LateOriginal,
     Mode,
     PartialPolicy,
     PoolKind,
@@ -35,19 +36,27 @@ from frontend.events import (
     TaskFailed,
     Tick,
 )
+from frontend.grace import Grace
 from frontend.policy import RoundRobin
 
 
 class Harness:
     """A coordinator plus helpers to feed it events and pick out actions."""
 
-    def __init__(self, n_data: int = 2, n_parity: int = 1, up: bool = True, **cfg: object) -> None:
+    def __init__(
+        self,
+        n_data: int = 2,
+        n_parity: int = 1,
+        up: bool = True,
+        grace: Grace | None = None,
+        **cfg: object,
+    ) -> None:
         self.config = CoreConfig(**cfg)  # type: ignore[arg-type]
         policy = cfg.pop("policy", None)
         assert policy is None
         data = [InstanceSpec(f"data-{i}") for i in range(n_data)]
         parity = [InstanceSpec(f"parity-{i}") for i in range(n_parity)]
-        self.core = Coordinator(self.config, data, parity)
+        self.core = Coordinator(self.config, data, parity, grace=grace)
         self.now = 0.0
         if up:
             for spec in [*data, *parity]:
@@ -104,14 +113,15 @@ def test_originals_answer_as_they_arrive_and_the_finished_parity_is_ignored() ->
     assert h.core.outstanding == 0
 
 
-def test_a_straggler_is_reconstructed_and_its_late_original_is_dropped() -> None:
+def test_a_straggler_is_reconstructed_and_its_late_original_only_checks_it() -> None:
     h = Harness(k=2)
     h.query(1)
     h.query(2)
     h.done(1, "data-1", "out2")
     actions = h.done(2, "parity-0", "par")
-    assert actions == [Reconstruct(0, 0, ("par",), (None, "out2"), (1, 1), ((1, 0),), (0,))]
-    assert h.done(0, "data-0", "late") == []
+    assert actions == [Reconstruct(0, 0, ("par",), (None, "out2"), (1, 1), ((1, 0),), (0,), 0)]
+    # no second answer: the late original comes back only to be compared (live check)
+    assert h.done(0, "data-0", "late") == [LateOriginal(0, "late", ((1, 0),))]
     assert h.core.outstanding == 0
 
 
@@ -123,7 +133,7 @@ def test_parity_first_then_one_original_reconstructs_the_other() -> None:
     h.done(0, "data-0")
     actions = h.done(2, "data-2")
     assert only(actions, Reconstruct) == [
-        Reconstruct(0, 1, ("p",), ("y0", None, "y2"), (1, 1, 1), ((2, 0),), (1,))
+        Reconstruct(0, 1, ("p",), ("y0", None, "y2"), (1, 1, 1), ((2, 0),), (1,), 1)
     ]
 
 
@@ -165,7 +175,7 @@ def test_partial_group_is_padded_after_the_group_timeout() -> None:
     assert only(actions, GroupClosed) == [GroupClosed(0, 1, 0.01, protected=True)]
     assert only(actions, SendParity) == [SendParity(1, "parity-0", (("x1",),))]
     actions = h.done(1, "parity-0", "p")
-    assert actions == [Reconstruct(0, 0, ("p",), (None,), (1,), ((1, 0),), (0,))]
+    assert actions == [Reconstruct(0, 0, ("p",), (None,), (1,), ((1, 0),), (0,), 0)]
 
 
 def test_partial_group_can_be_left_unprotected() -> None:
@@ -195,7 +205,7 @@ def test_batches_of_b_queries_are_coded_together() -> None:
     assert only(actions, SendParity) == [SendParity(2, "parity-0", (("x1", "x2"), ("x3",)))]
     h.done(1, "data-1", "o3")
     actions = h.done(2, "parity-0", "p")
-    assert actions == [Reconstruct(0, 0, ("p",), (None, "o3"), (2, 1), ((1, 0), (2, 1)), (0,))]
+    assert actions == [Reconstruct(0, 0, ("p",), (None, "o3"), (2, 1), ((1, 0), (2, 1)), (0,), 0)]
 
 
 def test_group_timeout_flushes_a_filling_batch_first() -> None:
@@ -488,8 +498,10 @@ def test_core_imports_no_io() -> None:
         "typing",
         "frontend.policy",
         "frontend.events",
+        "frontend.grace",
+        "statistics",
     }
-    for module in ("core", "policy", "events"):
+    for module in ("core", "policy", "events", "grace"):
         source = Path(__file__).parents[2] / "frontend" / f"{module}.py"
         tree = ast.parse(source.read_text())
         imported = set()
@@ -574,8 +586,8 @@ def test_two_parities_recover_two_missing_outputs() -> None:
     assert core.handle(TaskCompleted(2, "parity-0", "p0"), 0.0) == []  # two erasures, one parity
     actions = core.handle(TaskCompleted(3, "parity-1", "p1"), 0.0)
     assert actions == [
-        Reconstruct(0, 0, ("p0", "p1"), (None, None), (1, 1), ((1, 0),), (0, 1)),
-        Reconstruct(0, 1, ("p0", "p1"), (None, None), (1, 1), ((2, 0),), (0, 1)),
+        Reconstruct(0, 0, ("p0", "p1"), (None, None), (1, 1), ((1, 0),), (0, 1), 0),
+        Reconstruct(0, 1, ("p0", "p1"), (None, None), (1, 1), ((2, 0),), (0, 1), 1),
     ]
 
 
@@ -587,7 +599,7 @@ def test_one_missing_output_needs_only_one_parity_and_the_other_is_cancelled() -
     core.handle(TaskCompleted(1, "data-1", "o2"), 0.0)
     actions = core.handle(TaskCompleted(2, "parity-0", "p0"), 0.0)
     assert only(actions, Reconstruct) == [
-        Reconstruct(0, 0, ("p0", None), (None, "o2"), (1, 1), ((1, 0),), (0,))
+        Reconstruct(0, 0, ("p0", None), (None, "o2"), (1, 1), ((1, 0),), (0,), 0)
     ]
     assert only(actions, Cancelled) == [Cancelled(3, PoolKind.PARITY, "no longer needed")]
     assert only(actions, Reconstruct)[0].parity_output == "p0"

@@ -1,0 +1,93 @@
+"""The decode-grace threshold: fixed, eager, or learned robustly from service times."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from frontend.grace import FLOOR_S, WARMUP_S, Grace, GraceEstimator, robust_bound
+
+
+def _stream(n: int, straggler_share: float, seed: int = 0) -> list[float]:
+    """Healthy service times around 10 ms (+-1 ms), a share of them delayed by 300 ms."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        t = rng.gauss(0.010, 0.001)
+        if rng.random() < straggler_share:
+            t += 0.300
+        out.append(t)
+    return out
+
+
+def test_warm_up_threshold_until_enough_samples() -> None:
+    est = GraceEstimator(min_samples=32, refresh=16)
+    for t in _stream(31, 0.0):
+        est.observe(t)
+    assert est.threshold == WARMUP_S
+    est.observe(0.010)  # the 32nd sample: learned from now on
+    assert est.threshold != WARMUP_S
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.3, 0.45])
+def test_stragglers_do_not_inflate_the_learned_threshold(share: float) -> None:
+    """With up to 45% of tasks 300 ms late, the threshold stays near the healthy tail."""
+    est = GraceEstimator()
+    for t in _stream(2000, share):
+        est.observe(t)
+    healthy_tail = 0.010 + 3 * 0.001
+    assert healthy_tail < est.threshold < 0.030, est.threshold
+
+
+def test_a_mean_or_high_quantile_would_have_followed_the_stragglers() -> None:
+    """Why the estimator is robust: the p95 of the same stream is a straggler's time."""
+    samples = sorted(_stream(2000, 0.3))
+    assert samples[int(0.95 * len(samples))] > 0.25
+
+
+def test_the_floor_holds_for_a_very_tight_distribution() -> None:
+    est = GraceEstimator()
+    for _ in range(64):
+        est.observe(0.0003)
+    assert est.threshold == FLOOR_S
+
+
+def test_the_estimate_is_refreshed_every_refresh_samples() -> None:
+    est = GraceEstimator(min_samples=4, refresh=4, floor=0.0)
+    for _ in range(4):
+        est.observe(0.010)
+    assert est.threshold == pytest.approx(0.010)
+    for _ in range(3):
+        est.observe(0.050)
+    assert est.threshold == pytest.approx(0.010)  # not yet refreshed
+    est.observe(0.050)
+    assert est.threshold == pytest.approx(robust_bound([0.010] * 4 + [0.050] * 4, 5.0))
+
+
+def test_robust_bound_is_median_plus_spread_mads() -> None:
+    assert robust_bound([1.0, 2.0, 3.0, 4.0, 100.0], 2.0) == pytest.approx(3.0 + 2.0 * 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"min_samples": 0}, "min_samples"), ({"window": 8, "min_samples": 9}, "min_samples"),
+     ({"refresh": 0}, "refresh")],
+)  # fmt: skip
+def test_bad_estimator_settings_are_refused(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GraceEstimator(**kwargs)
+
+
+def test_fixed_grace_ignores_samples_and_auto_learns() -> None:
+    fixed, auto = Grace(0.004), Grace(None, GraceEstimator(min_samples=1, refresh=1, floor=0))
+    for g in (fixed, auto):
+        g.observe(0.5)
+    assert fixed.threshold == 0.004 and not fixed.eager
+    assert auto.threshold == pytest.approx(0.5)
+    assert Grace(0.0).eager
+
+
+def test_negative_grace_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode grace: expected >= 0 seconds or auto, got -1"):
+        Grace(-1.0)
