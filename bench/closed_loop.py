@@ -8,10 +8,13 @@ measured.  Latency is taken around ``send`` alone, at the client.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bench.stats import summarize
 
@@ -65,4 +68,20 @@ async def closed_loop(
         sources=dict(sources),
         errors=dict(errors),
     )
+    return result
+
+
+async def run_client_process(module: str, *args: str) -> dict[str, Any]:
+    """Run a load client (``python -m module args``) in its own process; its JSON summary.
+
+    Its own process, so the client does not share the event loop or the CPU time of
+    the frontend it measures.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load client {module} failed with exit code {proc.returncode}")
+    result: dict[str, Any] = json.loads(out)
     return result

@@ -10,9 +10,7 @@ they do not share the frontend's event loop.  Appends a table to bench/RESULTS.m
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
-import json
 import os
 import platform
 import sys
@@ -20,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.closed_loop import run_client_process
 from bench.report import publish
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
@@ -37,18 +36,9 @@ async def client(
     common = ["--model", MODEL, "--concurrency", str(concurrency), "--queries", str(queries)]
     if door == "grpc":
         url = f"127.0.0.1:{cluster.frontend.grpc_port}"
-        cmd = ["-m", "bench.client", "--url", url, *common]
-    else:
-        url = f"http://127.0.0.1:{cluster.frontend.http_port}"
-        cmd = ["-m", "bench.http_client", "--url", url, "--protocol", door, *common]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, *cmd, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{door} load client failed with exit code {proc.returncode}")
-    result: dict[str, Any] = json.loads(out)
-    return result
+        return await run_client_process("bench.client", "--url", url, *common)
+    url = f"http://127.0.0.1:{cluster.frontend.http_port}"
+    return await run_client_process("bench.http_client", "--url", url, "--protocol", door, *common)
 
 
 async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list[dict[str, Any]]:

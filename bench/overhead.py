@@ -9,14 +9,12 @@ two medians taken in the same run.  The load client is a separate process
 
 from __future__ import annotations
 
-import asyncio
 import datetime
-import json
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
+from bench.closed_loop import run_client_process
 from bench.report import publish
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
@@ -29,16 +27,8 @@ MODES = (Mode.CODED, Mode.NONE)
 
 async def client(url: str, model: str, concurrency: int, queries: int) -> dict[str, Any]:
     """Run ``bench.client`` in its own process and return its JSON summary."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.client", "--url", url, "--model", model,
-        "--concurrency", str(concurrency), "--queries", str(queries),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"load client failed with exit code {proc.returncode}")
-    result: dict[str, Any] = json.loads(out)
-    return result
+    args = ("--url", url, "--model", model, "--concurrency", str(concurrency))
+    return await run_client_process("bench.client", *args, "--queries", str(queries))
 
 
 async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list[dict[str, Any]]:

@@ -1,6 +1,8 @@
 import asyncio
 
-from bench.closed_loop import Outcome, closed_loop
+import pytest
+
+from bench.closed_loop import Outcome, closed_loop, run_client_process
 
 
 def test_warm_up_is_not_measured_and_errors_are_counted_apart() -> None:
@@ -23,3 +25,15 @@ def test_warm_up_is_not_measured_and_errors_are_counted_apart() -> None:
     assert 0 < sum(sources.values()) <= 20  # only the last 20 sends are measured
     assert result["concurrency"] == 3
     assert isinstance(result["throughput_qps"], float) and result["throughput_qps"] > 0
+
+
+def test_a_client_process_gives_its_json_summary(tmp_path) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"p50_ms": 1.5, "sources": {"original": 3}}')
+    result = asyncio.run(run_client_process("json.tool", str(summary)))
+    assert result == {"p50_ms": 1.5, "sources": {"original": 3}}
+
+
+def test_a_failing_client_process_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="load client json.tool failed with exit code 1"):
+        asyncio.run(run_client_process("json.tool", "/nonexistent/summary.json"))
