@@ -35,5 +35,5 @@ def test_a_client_process_gives_its_json_summary(tmp_path) -> None:
 
 
 def test_a_failing_client_process_is_an_error() -> None:
-    with pytest.raises(RuntimeError, match="load client json.tool failed with exit code 1"):
+    with pytest.raises(RuntimeError, match=r"load client json\.tool failed with exit code [12]"):
         asyncio.run(run_client_process("json.tool", "/nonexistent/summary.json"))
