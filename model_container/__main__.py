@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import logging
@@ -10,10 +9,9 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from common.models import UnknownArchitectureError
-from model_container.config import ContainerConfig
+from model_container.config import ContainerConfig, config_from, parser
 from model_container.server import serve
 
 log = logging.getLogger("model_container")
@@ -23,47 +21,17 @@ PR_SET_PDEATHSIG = 1
 
 def parse_args(argv: Sequence[str] | None = None) -> ContainerConfig:
     """The container configuration from command-line arguments."""
-    p = argparse.ArgumentParser(prog="python -m model_container", description=__doc__)
-    p.add_argument("--bundle", type=Path, required=True, help="model bundle folder")
-    p.add_argument("--port", type=int, required=True, help="v2 gRPC port (0: any free port)")
-    p.add_argument("--stream-port", type=int, default=0, help="framed TCP port (0: off)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    p.add_argument("--delay-ms", type=float, default=0.0, help="injected response delay")
-    p.add_argument(
-        "--delay-prob", type=float, default=None, help="delay probability (1 with --delay-ms)"
-    )
-    p.add_argument("--fail-prob", type=float, default=0.0, help="injected failure probability")
-    p.add_argument(
-        "--delay-dist", default="const", choices=["const", "exp"], help="of the injected delay"
-    )
-    p.add_argument(
-        "--service-time-ms",
-        type=float,
-        default=0.0,
-        help="pad each inference to this time (an accelerator's, on a CPU machine)",
-    )
-    p.add_argument(
-        "--shuffle-port", type=int, default=0, help="benchmarks: network-contention sidecar port"
-    )
-    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus /metrics (0: off)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the fault draws")
-    p.add_argument("--name", default=None, help="model name to serve (default: manifest's)")
+    p = parser(description=__doc__)
     p.add_argument(
         "--exit-with-parent",
         type=int,
         metavar="PID",
         help="exit when process PID (the launcher) dies: no orphans (Linux)",
     )
-    args = vars(p.parse_args(argv))
-    parent = args.pop("exit_with_parent")
-    if parent is not None:
-        _exit_with_parent(parent)
-    try:
-        return ContainerConfig(**args)
-    except ValueError as exc:
-        p.error(str(exc))
+    args = p.parse_args(argv)
+    if args.exit_with_parent is not None:
+        _exit_with_parent(args.exit_with_parent)
+    return config_from(p, args)
 
 
 def _exit_with_parent(pid: int) -> None:

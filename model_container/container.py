@@ -1,21 +1,24 @@
 """One container's shared state: the model runner once warm, fault draws, metrics.
 
 Every inference, whatever the transport, goes through `Container.infer`: fault
-injection (delay, failure), then `ModelRunner.infer` inline in the event loop.
+injection (`model_container.faults`: delay, failure), then `ModelRunner.infer` inline
+in the event loop, then padding to the configured service time.  Time enters through
+the injected ``sleep`` and ``clock``, so tests see the waits asked for, not timings.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 
 from common.bundle import Manifest
 from common.models import load_model
 from model_container.config import ContainerConfig
+from model_container.faults import Faults
 from model_container.metrics import ContainerMetrics
 from model_container.runner import InferError, ModelRunner
 from proto import inference_pb2 as pb
@@ -26,14 +29,21 @@ log = logging.getLogger(__name__)
 class Container:
     """Shared state of one container process: the runner once warm, and fault draws."""
 
-    def __init__(self, config: ContainerConfig, manifest: Manifest) -> None:
+    def __init__(
+        self,
+        config: ContainerConfig,
+        manifest: Manifest,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.config = config
         self.manifest = manifest
         self.name = config.name or manifest.name
         self.runner: ModelRunner | None = None
-        self._rng = random.Random(config.seed)
-        self._delay_s = config.delay_ms / 1000.0
-        self._delay_prob = config.effective_delay_prob
+        self.faults = Faults(config.faults, sleep)
+        self._sleep = sleep
+        self._clock = clock
         self._service_s = config.service_time_ms / 1000.0
         self.metrics = ContainerMetrics(self.name, lambda: self.ready)
 
@@ -51,7 +61,7 @@ class Container:
 
     async def infer(self, request: pb.ModelInferRequest, response: pb.ModelInferResponse) -> None:
         """Answer one request into ``response``, counted in `metrics`; raises `InferError`."""
-        began = time.perf_counter()
+        began = self._clock()
         self.metrics.inflight.inc()
         try:
             await self._answer(request, response)
@@ -61,7 +71,7 @@ class Container:
         finally:
             self.metrics.inflight.dec()
         rows = response.outputs[0].shape[0] if response.outputs else 0
-        self.metrics.answered(time.perf_counter() - began, rows)
+        self.metrics.answered(self._clock() - began, rows)
 
     async def _answer(self, request: pb.ModelInferRequest, response: pb.ModelInferResponse) -> None:
         """Answer one request into ``response``; raises `InferError` for an error answer.
@@ -72,14 +82,9 @@ class Container:
         runner = self.runner
         if runner is None:
             raise InferError(grpc.StatusCode.UNAVAILABLE, "model is loading")
-        # Draw both every time so a seed gives the same fault sequence whatever happens.
-        delayed = self._rng.random() < self._delay_prob
-        failed = self._rng.random() < self.config.fail_prob
-        if delayed:
-            await asyncio.sleep(self._draw_delay())
-        if failed:
+        if await self.faults.inject():
             raise InferError(grpc.StatusCode.INTERNAL, "injected failure")
-        began = time.perf_counter()
+        began = self._clock()
         try:
             runner.infer(request, response)
         except InferError:
@@ -88,11 +93,6 @@ class Container:
             log.exception("inference failed for request id=%r", request.id)
             raise InferError(grpc.StatusCode.INTERNAL, f"inference failed: {exc}") from exc
         if self._service_s:  # pad to the configured (accelerator-like) service time
-            left = self._service_s - (time.perf_counter() - began)
+            left = self._service_s - (self._clock() - began)
             if left > 0:
-                await asyncio.sleep(left)
-
-    def _draw_delay(self) -> float:
-        if self.config.delay_dist == "exp" and self._delay_s > 0:
-            return self._rng.expovariate(1 / self._delay_s)
-        return self._delay_s
+                await self._sleep(left)

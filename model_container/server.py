@@ -104,20 +104,16 @@ async def serve(
     framed = FramedServer(handler) if config.stream_port else None
     if framed is not None:
         extensions.append("parm_framed_tcp")
-    shuffle = None
     with _stop_on_signals(stop, handle_signals):
         grpc_server, health_servicer, port = await _start_grpc(config, container, extensions)
         stop_metrics = None
         try:
             stop_metrics = _start_metrics(config, container)
             stream_port = await framed.start(config.host, config.stream_port) if framed else 0
-            shuffle = await _start_shuffle(config)
             await _become_ready(config, container, health_servicer, port, stream_port, stop)
             await stop.wait()
             log.info("shutting down")
         finally:
-            if shuffle is not None:
-                await shuffle.close()
             await health_servicer.enter_graceful_shutdown()
             if framed is not None:
                 await framed.close(SHUTDOWN_GRACE_S)
@@ -134,17 +130,6 @@ def _start_metrics(config: ContainerConfig, container: Container) -> Callable[[]
     stop = container.metrics.serve(config.host, config.metrics_port)
     log.info("metrics on http://%s/metrics", _address(config.host, config.metrics_port))
     return stop
-
-
-async def _start_shuffle(config: ContainerConfig) -> Any:
-    """The benchmarks' network-contention sidecar, on this process's own event loop."""
-    if not config.shuffle_port:
-        return None
-    from bench.contention.shuffle import ShuffleServer  # benchmark-only code, loaded on demand
-
-    server = ShuffleServer()
-    await server.start(config.host, config.shuffle_port)
-    return server
 
 
 async def _become_ready(
