@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 
 from common.bundle import TensorSpec, read_manifest
+from model_container.config import ContainerConfig
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
 from proto.tensors import dtype_of, make_infer_request
@@ -70,8 +71,8 @@ def free_port() -> int:
 
 def start_container(bundle: Path, port: int, stream_port: int) -> subprocess.Popen[bytes]:
     """Start the container and block until its ready line appears on stderr."""
-    cmd = [sys.executable, "-m", "model_container", "--bundle", str(bundle)]
-    cmd += ["--port", str(port), "--stream-port", str(stream_port), "--device", "cpu"]
+    config = ContainerConfig(bundle, port, stream_port=stream_port, device="cpu")
+    cmd = [sys.executable, "-m", "model_container", *config.argv()]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     for line in proc.stderr:

@@ -17,7 +17,9 @@ the modes being compared.  The frontend runs in this process; the load generator
 
 Instances pad each inference to ``service_time_ms`` (the model container's
 ``--service-time-ms``): a stand-in for an accelerator's service time on a CPU-only
-machine, reported as such, never as GPU time.
+machine, reported as such, never as GPU time.  Under shuffle contention each instance
+gets a sidecar process (``bench.contention.shuffle``), started with its cluster and
+stopped with it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.contention import ActiveContention, Contention, parse_contention
-from deploy.local import Instance, LocalCluster
+from bench.contention.shuffle import ShuffleSidecars
+from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
 from frontend.events import Mode
+from model_container.config import ContainerConfig
 
 MODEL = "digits"
 ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE)
@@ -108,12 +111,17 @@ QUICK = LatencyPlan(
 
 @dataclass
 class ModeCluster:
-    """One mode's running cluster and the sidecar ports of its instances."""
+    """One mode's cluster and its instances' shuffle sidecars (none without shuffles)."""
 
     mode: Mode
     k: int
     cluster: LocalCluster
-    shuffle_ports: dict[str, int]
+    sidecars: ShuffleSidecars
+
+    @property
+    def shuffle_ports(self) -> dict[str, int]:
+        """Each instance's sidecar port, by instance name."""
+        return self.sidecars.ports
 
     def url(self, transport: str) -> str:
         front = self.cluster.frontend
@@ -124,13 +132,6 @@ class ModeCluster:
     def pids(self) -> list[int]:
         procs = [inst.process for inst in self.cluster.instances.values()]
         return [p.pid for p in procs if p is not None and p.returncode is None]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cluster(
@@ -146,29 +147,30 @@ def _cluster(
         data_instances=k * plan.groups,
         parity_instances=plan.groups,
     )
-    ports: dict[str, int] = {}
 
-    def extra(inst: Instance) -> list[str]:
-        port = ports.setdefault(inst.name, _free_port())  # stable across restarts
-        padding = ["--service-time-ms", str(plan.service_time_ms)]
-        return padding + plan.contention.container_args(port)
+    def configure(config: ContainerConfig) -> ContainerConfig:
+        padded = replace(config, service_time_ms=plan.service_time_ms)
+        return plan.contention.configure(padded)
 
     http = 0 if plan.transport == "http" else None  # 0: any free port
     deployment = Deployment((model,), grpc_port=0, http_port=http)
-    cluster = LocalCluster(deployment, logs / f"k{k}-{mode.value}", extra)
-    return ModeCluster(mode, k, cluster, ports)
+    cluster = LocalCluster(deployment, logs / f"k{k}-{mode.value}", configure)
+    names = model.instance_names() if plan.contention.shuffle else []
+    return ModeCluster(mode, k, cluster, ShuffleSidecars(names))
 
 
 @contextlib.asynccontextmanager
 async def clusters_for(
     k: int, plan: LatencyPlan, bundles: tuple[Path, Path], logs: Path
 ) -> AsyncIterator[list[ModeCluster]]:
-    """Every mode's cluster for ``k``, all up together; stopped in reverse on exit."""
+    """Every mode's cluster for ``k``, all up together with their sidecars; stopped in
+    reverse on exit."""
     async with contextlib.AsyncExitStack() as stack:
         running = []
         for mode in plan.modes:
             mc = _cluster(k, mode, plan, bundles, logs)
             await stack.enter_async_context(mc.cluster)
+            await stack.enter_async_context(mc.sidecars)
             running.append(mc)
         yield running
 

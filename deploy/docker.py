@@ -27,6 +27,7 @@ from deploy.frontend_file import dump_frontend_config
 from deploy.placement import Host, Ports, Slot, place, plan_ports
 from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
+from model_container.config import ContainerConfig
 
 LABEL = "parm.deployment"
 BUNDLES = Path("/bundles")  # where every container sees the bundles
@@ -141,22 +142,22 @@ def _instance(
     images: Images,
     threads: int,
 ) -> ContainerSpec:
-    bundle = BUNDLES / model.bundle_for(slot.instance).name
-    command = (
-        "--bundle", str(bundle), "--host", "0.0.0.0",
-        "--port", str(ports.grpc), "--stream-port", str(ports.stream),
-        "--metrics-port", str(ports.metrics),
+    config = ContainerConfig(
+        bundle=BUNDLES / model.bundle_for(slot.instance).name,
+        port=ports.grpc,
+        stream_port=ports.stream,
+        host="0.0.0.0",
         # the one GPU handed to the container is its cuda:0
-        "--device", "cpu" if slot.gpu is None else "cuda",
-        "--threads", str(threads),
-        *model.inject.get(slot.instance, Injection()).container_args(),
-    )  # fmt: skip
+        device="cpu" if slot.gpu is None else "cuda",
+        threads=threads,
+        metrics_port=ports.metrics,
+    ).with_faults(model.inject.get(slot.instance, Injection()).faults())
     role = slot.instance.split("-")[0]
     return ContainerSpec(
         host=slot.host,
         name=f"{deployment}-{model.name}-{slot.instance}",
         image=images.cpu if slot.gpu is None else images.gpu,
-        command=command,
+        command=tuple(config.argv()),
         labels={
             LABEL: deployment,
             "parm.role": role,

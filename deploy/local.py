@@ -19,18 +19,24 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.backoff import Backoff
 from deploy.spec import Deployment, Injection, ModelDeployment
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
+from model_container.config import ContainerConfig
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 5.0
 RESTART_BACKOFF_S = (0.5, 10.0)
+#: a child that ran this long before dying was not crash-looping: back off from the start
+HEALTHY_RUN_S = 30.0
+
+Configure = Callable[[ContainerConfig], ContainerConfig]
 
 
 @dataclass
@@ -62,13 +68,14 @@ class LocalCluster:
         self,
         deployment: Deployment,
         log_dir: Path,
-        extra_args: Callable[[Instance], Sequence[str]] | None = None,
+        configure: Configure | None = None,
     ) -> None:
         self.deployment = deployment
         self.log_dir = log_dir
-        # Benchmarks' hook: more container options per instance (service-time padding,
-        # contention sidecars), e.g. ``lambda inst: ["--service-time-ms", "10"]``.
-        self._extra_args = extra_args
+        # Benchmarks' hook: change every instance's container configuration (service-
+        # time padding, injected delays), e.g.
+        # ``lambda c: dataclasses.replace(c, service_time_ms=10)``.
+        self._configure = configure
         self.instances: dict[tuple[str, str], Instance] = {}
         for model in deployment.models:
             for name in model.instance_names():
@@ -165,7 +172,7 @@ class LocalCluster:
 
     async def _supervise(self, inst: Instance) -> None:
         loop = asyncio.get_running_loop()
-        delay = RESTART_BACKOFF_S[0]
+        backoff = Backoff(*RESTART_BACKOFF_S)  # jittered: restarts of many do not align
         while not self._stopping:
             began = loop.time()
             with (self.log_dir / f"{inst.model}-{inst.name}.log").open("ab") as out:
@@ -190,26 +197,27 @@ class LocalCluster:
                 code,
                 inst.restarts,
             )
-            if loop.time() - began > 30:
-                delay = RESTART_BACKOFF_S[0]  # it ran a good while: not a crash loop
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_BACKOFF_S[1])
+            if loop.time() - began > HEALTHY_RUN_S:
+                backoff.reset()
+            await asyncio.sleep(backoff.next())
+
+    def container_config(self, inst: Instance) -> ContainerConfig:
+        """The configuration ``inst``'s container is started with."""
+        d = self.deployment
+        config = ContainerConfig(
+            bundle=inst.bundle,
+            port=inst.grpc_port,
+            stream_port=inst.stream_port,
+            host="127.0.0.1",
+            device=d.device,
+            threads=d.threads,
+        ).with_faults(inst.injection.faults(seed=inst.seed))
+        return self._configure(config) if self._configure else config
 
     def _command(self, inst: Instance) -> list[str]:
-        d = self.deployment
-        return [
-            sys.executable, "-m", "model_container",
-            "--bundle", str(inst.bundle),
-            "--host", "127.0.0.1",
-            "--port", str(inst.grpc_port),
-            "--stream-port", str(inst.stream_port),
-            "--device", d.device,
-            "--threads", str(d.threads),
-            "--seed", str(inst.seed),
-            "--exit-with-parent", str(os.getpid()),
-            *inst.injection.container_args(),
-            *(self._extra_args(inst) if self._extra_args else ()),
-        ]  # fmt: skip
+        config = self.container_config(inst)
+        parent = ["--exit-with-parent", str(os.getpid())]
+        return [sys.executable, "-m", "model_container", *config.argv(), *parent]
 
     @staticmethod
     async def _terminate(inst: Instance) -> None:

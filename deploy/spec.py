@@ -34,6 +34,7 @@ from typing import Any
 
 from frontend.config import ModelConfig
 from frontend.events import Mode, PartialPolicy
+from model_container.faults import FaultSettings
 
 
 class DeploymentError(ValueError):
@@ -48,13 +49,10 @@ class Injection:
     prob: float = 1.0
     fail_prob: float = 0.0
 
-    def container_args(self) -> list[str]:
-        args = []
-        if self.delay_ms:
-            args += ["--delay-ms", str(self.delay_ms), "--delay-prob", str(self.prob)]
-        if self.fail_prob:
-            args += ["--fail-prob", str(self.fail_prob)]
-        return args
+    def faults(self, seed: int | None = None) -> FaultSettings:
+        """The container's fault settings for this injection, drawn from ``seed``."""
+        prob = self.prob if self.delay_ms else None
+        return FaultSettings(self.delay_ms, prob, self.fail_prob, seed=seed)
 
 
 @dataclass(frozen=True)

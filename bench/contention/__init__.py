@@ -3,12 +3,13 @@
 Four kinds, combinable with ``+`` on the command line (``KIND[:key=value,...]``):
 
 - ``shuffle``: the papers' background network load, bulk transfers between random pairs
-  of instances through the instances' own processes (``bench.contention.shuffle``);
+  of instances through sidecar processes, one next to each instance, which the
+  benchmark starts (``bench.contention.shuffle``);
 - ``pause``: SIGSTOP/SIGCONT episodes of random instances (``bench.contention.pause``);
 - ``cpu``: busy-loop processes sharing a random instance's core (``bench.contention.cpu``);
 - ``delay``: each answer delayed, with probability ``prob``, by a draw from a constant or
-  exponential distribution of mean ``mean_ms``, inside the container (its ``--delay-*``
-  options).
+  exponential distribution of mean ``mean_ms``, inside the container (its fault
+  settings, `model_container.faults`).
 
 ``none`` injects nothing.  ``Contention.describe()`` is what a benchmark reports.
 """
@@ -23,6 +24,8 @@ from typing import Any
 from bench.contention.cpu import CpuHogs, CpuSpec
 from bench.contention.pause import Pauser, PauseSpec
 from bench.contention.shuffle import Shuffler, ShuffleSpec
+from model_container.config import ContainerConfig
+from model_container.faults import FaultSettings
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,11 @@ class DelaySpec:
             f"{kind} draw of mean {self.mean_ms:g} ms (in the container)"
         )
 
-    def container_args(self) -> list[str]:
-        return [
-            "--delay-ms", str(self.mean_ms),
-            "--delay-prob", str(self.prob),
-            "--delay-dist", self.dist,
-        ]  # fmt: skip
+    def faults(self, base: FaultSettings) -> FaultSettings:
+        """``base`` with these delays (its failures and seed kept)."""
+        return dataclasses.replace(
+            base, delay_ms=self.mean_ms, delay_prob=self.prob, delay_dist=self.dist
+        )
 
 
 KINDS: dict[str, type[Any]] = {
@@ -72,10 +74,11 @@ class Contention:
     def describe(self) -> str:
         return "; ".join(s.describe() for s in self.specs()) or "no injected contention"
 
-    def container_args(self, shuffle_port: int) -> list[str]:
-        """Options every instance's container gets for this contention."""
-        args = ["--shuffle-port", str(shuffle_port)] if self.shuffle else []
-        return args + (self.delay.container_args() if self.delay else [])
+    def configure(self, config: ContainerConfig) -> ContainerConfig:
+        """An instance's container configuration under this contention."""
+        if self.delay is None:
+            return config
+        return config.with_faults(self.delay.faults(config.faults))
 
 
 def parse_contention(text: str) -> Contention:

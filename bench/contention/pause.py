@@ -14,7 +14,7 @@ import contextlib
 import os
 import random
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -38,7 +38,13 @@ class PauseSpec:
 class Pauser:
     """Stops and resumes processes from ``pids`` on a seeded random schedule."""
 
-    def __init__(self, pids: Sequence[int], spec: PauseSpec, seed: int = 0) -> None:
+    def __init__(
+        self,
+        pids: Sequence[int],
+        spec: PauseSpec,
+        seed: int = 0,
+        kill: Callable[[int, int], None] = os.kill,
+    ) -> None:
         if not pids:
             raise ValueError("pause episodes need at least one process")
         self.pids = list(pids)
@@ -46,6 +52,7 @@ class Pauser:
         self.episodes = 0
         self.paused: set[int] = set()
         self._rng = random.Random(seed)
+        self._kill = kill  # injected, so tests can record the signals
         self._task: asyncio.Task[None] | None = None
         self._resumes: dict[int, asyncio.TimerHandle] = {}
 
@@ -72,7 +79,7 @@ class Pauser:
                 continue
             pid = self._rng.choice(free)
             try:
-                os.kill(pid, signal.SIGSTOP)
+                self._kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 continue  # the instance is restarting
             self.paused.add(pid)
@@ -83,4 +90,4 @@ class Pauser:
         self.paused.discard(pid)
         self._resumes.pop(pid, None)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
+            self._kill(pid, signal.SIGCONT)

@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import signal
+import sys
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
-from common.bundle import ParityInfo, read_manifest
-from common.models import build, save_bundle
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, Injection, ModelDeployment
+from model_container.config import ContainerConfig
+from model_container.faults import FaultSettings
 from proto.tensors import get_parameters, make_infer_request
-from tests.model_container.container_process import alive, inference_stub, make_bundle
+from tests.model_container.container_process import (
+    alive,
+    inference_stub,
+    make_bundle,
+    make_parity_bundle,
+)
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("bundles")
     base = make_bundle(root / "base", name="m")
-    manifest = read_manifest(base)
-    arch = manifest.arch_args
-    save_bundle(
-        root / "parity",
-        name="m-parity",
-        role="parity",
-        architecture="mlp",
-        arch_args=arch,
-        module=build("mlp", **arch),
-        input_spec=manifest.inputs[0],
-        output_spec=manifest.outputs[0],
-        preprocessing=manifest.preprocessing,
-        parity=ParityInfo(2, "sum", manifest.weights_sha256, "m"),
-    )
-    return base, root / "parity"
+    return base, make_parity_bundle(root / "parity", base)
 
 
 async def infer(port: int) -> str:
@@ -108,3 +102,36 @@ def test_ready_timeout_names_the_model(bundles: tuple[Path, Path], tmp_path: Pat
     with pytest.raises(TimeoutError, match=r"models not ready after 3 s: \['m'\]"):
         asyncio.run(scenario())
     assert not any(i.process and i.process.returncode is None for i in cluster.instances.values())
+
+
+def test_each_instance_is_started_from_its_container_config(
+    bundles: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, parity = bundles
+    inject = {"data-1": Injection(delay_ms=20, prob=0.5, fail_prob=0.25)}
+    model = ModelDeployment("m", base, parity, inject=inject)
+    padded = LocalCluster(
+        Deployment((model,), threads=2),
+        tmp_path,
+        lambda config: dataclasses.replace(config, service_time_ms=10.0),
+    )
+    inst = padded.instances["m", "data-1"]
+    config = padded.container_config(inst)
+    assert (config.bundle, config.port, config.stream_port) == (
+        base,
+        inst.grpc_port,
+        inst.stream_port,
+    )
+    assert (config.threads, config.service_time_ms) == (2, 10.0)
+    assert config.faults == FaultSettings(20, 0.5, 0.25, seed=inst.seed)
+    command = padded._command(inst)
+    assert command[:3] == [sys.executable, "-m", "model_container"]
+    assert command[-2:] == ["--exit-with-parent", str(os.getpid())]
+    assert ContainerConfig.from_argv(command[3:-2]) == config
+
+
+def test_instances_get_distinct_fault_seeds(bundles: tuple[Path, Path], tmp_path: Path) -> None:
+    base, parity = bundles
+    cluster = LocalCluster(Deployment((ModelDeployment("m", base, parity),)), tmp_path)
+    seeds = [cluster.container_config(i).seed for i in cluster.instances.values()]
+    assert seeds == [0, 1, 2]

@@ -11,6 +11,7 @@ from deploy.spec import (
     parse_injection,
 )
 from frontend.events import Mode, PartialPolicy
+from model_container.config import ContainerConfig
 
 
 def test_parse_injection() -> None:
@@ -33,10 +34,14 @@ def test_bad_injections_say_what_is_expected(text: str, message: str) -> None:
 
 
 def test_injection_becomes_container_flags() -> None:
-    assert Injection(100, 0.5, 0.1).container_args() == [
+    def flags(injection: Injection) -> list[str]:
+        config = ContainerConfig(Path("b"), 0).with_faults(injection.faults())
+        return config.argv()[4:]  # after --bundle b --port 0
+
+    assert flags(Injection(100, 0.5, 0.1)) == [
         "--delay-ms", "100", "--delay-prob", "0.5", "--fail-prob", "0.1",
     ]  # fmt: skip
-    assert Injection().container_args() == []
+    assert flags(Injection()) == []
 
 
 def model(**kw: object) -> ModelDeployment:

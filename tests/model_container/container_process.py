@@ -15,7 +15,7 @@ import grpc
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.bundle import TensorSpec
+from common.bundle import ParityInfo, TensorSpec, read_manifest
 from common.models import build, save_bundle
 from proto import inference_pb2_grpc as pb_grpc
 
@@ -39,6 +39,25 @@ def make_bundle(path: Path, name: str = MODEL) -> Path:
         input_spec=TensorSpec("input", "FP32", (IN_FEATURES,)),
         output_spec=TensorSpec("output", "FP32", (CLASSES,)),
         preprocessing={"mean": [0.5], "std": [0.25]},
+    )
+    return path
+
+
+def make_parity_bundle(path: Path, base: Path, k: int = 2) -> Path:
+    """A parity model bundle (same architecture, sum encoder) for the bundle at ``base``."""
+    manifest = read_manifest(base)
+    arch = manifest.arch_args
+    save_bundle(
+        path,
+        name=f"{manifest.name}-parity",
+        role="parity",
+        architecture=manifest.architecture,
+        arch_args=arch,
+        module=build(manifest.architecture, **arch),
+        input_spec=manifest.inputs[0],
+        output_spec=manifest.outputs[0],
+        preprocessing=manifest.preprocessing,
+        parity=ParityInfo(k, "sum", manifest.weights_sha256, manifest.name),
     )
     return path
 

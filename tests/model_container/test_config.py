@@ -2,6 +2,7 @@
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from model_container.faults import FaultSettings
 BASE = ContainerConfig(bundle=Path("bundles/m"), port=8001)
 
 #: a value other than the default, for every field
-SAMPLES = {
+SAMPLES: dict[str, Any] = {
     "bundle": Path("/srv/bundles/other"),
     "port": 0,
     "stream_port": 9001,

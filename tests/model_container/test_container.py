@@ -1,5 +1,6 @@
-"""Integration: a real ``python -m model_container`` process on loopback ports."""
+"""A real ``python -m model_container`` process on loopback ports; padding in process."""
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -12,7 +13,10 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.bundle import read_manifest
 from common.models import load_model
+from model_container.config import ContainerConfig
+from model_container.container import Container
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
 from proto.tensors import make_infer_request, read_infer_response
@@ -314,3 +318,40 @@ def test_tritonclient_is_wire_compatible(container, reference):
     assert (out["unary_id"], out["stream_id"]) == ("t1", "t2")
     np.testing.assert_allclose(out["unary"], reference(x), atol=1e-5)
     np.testing.assert_allclose(out["stream"], reference(x), atol=1e-5)
+
+
+# ------------------------------------------------- service-time padding, in process
+
+
+class TickingClock:
+    """A clock that moves ``tick`` seconds at every reading and never otherwise."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("service_ms", "inference_ms", "padding"),
+    [(40.0, 10.0, [0.03]), (40.0, 0.0, [0.04]), (5.0, 10.0, []), (0.0, 10.0, [])],
+)
+def test_padding_sleeps_the_rest_of_the_service_time(bundle, service_ms, inference_ms, padding):
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    # One tick between the two readings around the inference: its measured time.
+    clock = TickingClock(inference_ms / 1000)
+    config = ContainerConfig(bundle=bundle, port=0, service_time_ms=service_ms)
+    container = Container(config, read_manifest(bundle), sleep=sleep, clock=clock)
+    container.runner = container.load("cpu")
+    response = pb.ModelInferResponse()
+    request = make_infer_request(MODEL, {"input": _inputs(1)}, request_id="p")
+    asyncio.run(container.infer(request, response))
+    assert response.id == "p"
+    assert sleeps == pytest.approx(padding)

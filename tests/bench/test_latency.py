@@ -1,0 +1,56 @@
+"""The latency benchmark's wiring: each mode's instances, their configuration, sidecars."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bench.contention import parse_contention
+from bench.contention.shuffle import sidecar_bytes
+from bench.latency import QUICK, ModeCluster, _cluster
+from frontend.events import Mode
+from tests.model_container.container_process import make_bundle, make_parity_bundle
+
+K = 2
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("bundles")
+    base = make_bundle(root / "base", name="digits")
+    return base, make_parity_bundle(root / "parity", base, K)
+
+
+def cluster(bundles: tuple[Path, Path], tmp_path: Path, contention: str) -> ModeCluster:
+    plan = dataclasses.replace(QUICK, contention=parse_contention(contention), groups=1)
+    return _cluster(K, Mode.CODED, plan, bundles, tmp_path)
+
+
+def test_instances_are_padded_and_get_the_contentions_delays(bundles, tmp_path):
+    mc = cluster(bundles, tmp_path, "delay:prob=0.5,mean_ms=20")
+    configs = [mc.cluster.container_config(i) for i in mc.cluster.instances.values()]
+    assert {c.service_time_ms for c in configs} == {QUICK.service_time_ms}
+    assert {(c.delay_ms, c.delay_prob, c.delay_dist) for c in configs} == {(20.0, 0.5, "exp")}
+    assert [c.seed for c in configs] == [0, 1, 2]  # the instances' own fault seeds stay
+    assert mc.sidecars.names == []  # no shuffles: no sidecars
+
+
+def test_shuffles_give_every_instance_a_sidecar_started_and_stopped_with_it(bundles, tmp_path):
+    mc = cluster(bundles, tmp_path, "shuffle:concurrency=1")
+    names = ["data-0", "data-1", "parity-0"]
+    assert mc.sidecars.names == names
+    assert all(
+        c.delay_ms == 0 for c in map(mc.cluster.container_config, mc.cluster.instances.values())
+    )
+
+    async def scenario() -> dict[str, int]:
+        async with mc.sidecars:
+            assert sorted(mc.shuffle_ports) == names
+            for port in mc.shuffle_ports.values():
+                assert await sidecar_bytes(port) == (0, 0)
+        return await mc.sidecars.stop()
+
+    assert asyncio.run(scenario()) == dict.fromkeys(names, 0)
