@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from frontend.events import CoreConfig, Mode, PartialPolicy
+
+T = TypeVar("T")
+
+
+def assign_pools(
+    mode: Mode, data: Sequence[T], parity: Sequence[T]
+) -> tuple[tuple[T, ...], tuple[T, ...]]:
+    """(data pool, parity pool) of a mode: the same instances in every mode, used differently.
+
+    Coded mode keeps the parity instances for parity queries; ``none`` leaves them
+    idle; equal-resources and replicate use them as more copies of the base model.
+    The asyncio frontend and the simulator both assign pools here.
+    """
+    if mode is Mode.CODED:
+        return tuple(data), tuple(parity)
+    if mode is Mode.NONE:
+        return tuple(data), ()
+    return (*data, *parity), ()
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,10 @@ class ModelConfig:
         if self.parity_bundles:
             return self.parity_bundles
         return (self.parity_bundle,) if self.parity_bundle is not None else ()
+
+    def pools(self) -> tuple[tuple[InstanceAddress, ...], tuple[InstanceAddress, ...]]:
+        """(data pool, parity pool) of this model's instances in its mode."""
+        return assign_pools(self.mode, self.data, self.parity)
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(

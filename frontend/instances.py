@@ -12,7 +12,8 @@ other v2 server (Triton, MLServer, KServe) is reached over its gRPC
 Liveness: a link is *up* from the moment its data connection opens after a passing
 health check until that connection breaks or a call fails.  To come back it must
 pass the health check again: ``grpc.health.v1`` on the model's name, or, for servers
-without it, the v2 ``ModelReady`` call.  Reconnection backs off exponentially.
+without it, the v2 ``ModelReady`` call.  Reconnection backs off exponentially with
+jitter (``common.backoff``), timed by the service's clock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, Protocol, cast
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.backoff import Backoff
+from common.clock import Clock, sleep
 from frontend.config import InstanceAddress
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
@@ -71,6 +74,7 @@ class InstanceLink:
         address: InstanceAddress,
         model_name: str,
         listener: LinkListener,
+        clock: Clock,
         *,
         backoff: tuple[float, float] = (0.05, 1.0),
     ) -> None:
@@ -78,7 +82,8 @@ class InstanceLink:
         self.name = address.name
         self.model_name = model_name
         self._listener = listener
-        self._backoff = backoff
+        self._clock = clock
+        self._backoff = Backoff(*backoff)
         # gRPC aio objects belong to the loop they are made in: made in run().
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
@@ -123,8 +128,9 @@ class InstanceLink:
                     transport = await self._connect()
                 except (OSError, grpc.aio.AioRpcError) as exc:
                     log.info("instance %s: cannot open the data connection: %s", self.name, exc)
-                    await asyncio.sleep(self._backoff[0])
+                    await sleep(self._clock, self._backoff.next())
                     continue
+                self._backoff.reset()
                 self._transport = transport
                 self._listener.link_up(self.name)
                 try:
@@ -140,10 +146,8 @@ class InstanceLink:
     # -- health -----------------------------------------------------------------------
 
     async def _until_healthy(self) -> None:
-        delay = self._backoff[0]
         while not await self._healthy():
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._backoff[1])
+            await sleep(self._clock, self._backoff.next())
 
     async def _healthy(self) -> bool:
         try:

@@ -2,8 +2,12 @@
 
 ``ModelService`` turns client queries into coordinator events, carries out the
 actions that come back (send to an instance, encode, decode, answer, set a timer),
-and feeds instance answers back in.  Time comes from the event loop's clock (the
-clock seam of ``common.clock``); the encode/decode arithmetic is ``common.codes``.
+and feeds instance answers back in.  Everything outside it is injected: time and
+timers come through a ``common.clock.Clock`` (the event loop's, or a simulated one in
+tests), and the connections to instances are `Link`s made by a factory (the real one is
+``frontend.instances.InstanceLink``; tests pass in-memory fakes).  The encode/decode
+arithmetic is ``common.codes``.  Tasks it starts (the instance links, the F(0) fetches)
+belong to the task group of `ModelService.run`.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ import asyncio
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from common.backoff import Backoff
 from common.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
-from common.clock import Clock, LoopClock
+from common.clock import Clock, TimerHandle, sleep
 from common.codes import make_code
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
@@ -35,7 +40,7 @@ from frontend.events import (
     InstanceDown,
     InstanceSpec,
     InstanceUp,
-    Mode,
+    PoolKind,
     QueryAbandoned,
     QueryArrived,
     Reconstruct,
@@ -57,7 +62,41 @@ log = logging.getLogger(__name__)
 Array = npt.NDArray[Any]
 
 ZERO_FETCH_TIMEOUT_S = 5.0
-ZERO_FETCH_BACKOFF_S = (0.1, 2.0)
+ZERO_FETCH_BACKOFF_S = (0.1, 2.0)  # first delay, cap
+
+
+class Link(Protocol):
+    """One instance's connection, as the service uses it (``frontend.instances``).
+
+    The link reports to the service (its listener) when the instance comes up, goes
+    down, and answers: ``link_up``, ``link_down``, ``link_result``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def up(self) -> bool: ...
+
+    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
+        """Send a request whose ``id`` is ``str(task_id)``; the link must be up."""
+        ...
+
+    def fail(self, reason: str) -> None:
+        """Take the link down (a call failed); it comes back after a health check."""
+        ...
+
+    async def infer(self, request: pb.ModelInferRequest, timeout: float) -> pb.ModelInferResponse:
+        """A single call outside the data path (for F(0))."""
+        ...
+
+    async def run(self) -> None:
+        """Keep the instance connected until cancelled."""
+        ...
+
+
+#: makes the link of one instance: (address, model name on it, listener, clock)
+LinkFactory = Callable[[InstanceAddress, str, "ModelService", Clock], Link]
 
 
 class QueryError(Exception):
@@ -88,10 +127,12 @@ class ModelService:
     """The frontend's side of one model: coordinator, instance links and waiting clients."""
 
     def __init__(
-        self, config: ModelConfig, clock: Clock | None = None, metrics: Metrics | None = None
+        self,
+        config: ModelConfig,
+        clock: Clock,
+        links: LinkFactory,
+        metrics: Metrics | None = None,
     ) -> None:
-        from frontend.instances import InstanceLink  # grpc-dependent; keeps this module light
-
         self.config = config
         self.name = config.name
         self.base = read_manifest(config.base_bundle)
@@ -100,7 +141,7 @@ class ModelService:
         self._in_dtype = dtype_of(self.input.datatype)
         self._out_dtype = dtype_of(self.output.datatype)
         self.row_bytes = math.prod(self.input.shape) * self._in_dtype.itemsize
-        data, parity = _pools(config)
+        data, parity = config.pools()
         # One parity model per parity index (r of them); each checked against the base.
         self.parities = [read_manifest(b) for b in config.parity_bundle_paths()] if parity else []
         for index, manifest in enumerate(self.parities):
@@ -116,9 +157,9 @@ class ModelService:
             [InstanceSpec(a.name, config.max_inflight, a.parity_index) for a in parity],
             policy=POLICIES[config.policy],
         )
-        self.links = {a.name: InstanceLink(a, self.base.name, self) for a in data}
+        self.links = {a.name: links(a, self.base.name, self, clock) for a in data}
         for a in parity:
-            self.links[a.name] = InstanceLink(a, self.parities[a.parity_index].name, self)
+            self.links[a.name] = links(a, self.parities[a.parity_index].name, self, clock)
         self._data_names = {a.name for a in data}
         self.metrics = (metrics or Metrics()).model(
             self.name, config.k, self._data_names, [a.name for a in parity]
@@ -128,9 +169,10 @@ class ModelService:
         self._clock = clock
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
+        self._tasks: asyncio.TaskGroup | None = None  # run()'s: owns the links and fetches
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
-        self._zero_fetches: dict[str, asyncio.Task[None]] = {}  # by data instance
+        self._zero_fetches: set[str] = set()  # data instances being asked for F(0)
         self._readiness = asyncio.Event()  # set whenever readiness may have changed
         self._default: Array | None = None
         if config.default_output is not None:
@@ -155,17 +197,34 @@ class ModelService:
 
     async def run(self) -> None:
         """Connect to every instance and keep them connected, until cancelled."""
-        if self._clock is None:
-            self._clock = LoopClock(asyncio.get_running_loop())
         try:
             async with asyncio.TaskGroup() as group:
+                self._tasks = group
                 for link in self.links.values():
                     group.create_task(link.run(), name=f"link-{link.name}")
         finally:
+            self._tasks = None
             if self._timer is not None:
                 self._timer.cancel()
-            for task in list(self._zero_fetches.values()):
-                task.cancel()
+
+    # -- gauges (frontend.metrics.GaugeSource) -------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        return self.core.outstanding
+
+    @property
+    def instances(self) -> Iterable[str]:
+        return self.links.keys()
+
+    def queue_depth(self, pool: PoolKind) -> int:
+        return self.core.queue_depth(pool)
+
+    def instance_up(self, name: str) -> bool:
+        return self.core.is_up(name)
+
+    def instance_inflight(self, name: str) -> int:
+        return self.core.inflight(name)
 
     # -- queries -----------------------------------------------------------------------
 
@@ -208,7 +267,6 @@ class ModelService:
     # -- the coordinator -----------------------------------------------------------------
 
     def _now(self) -> float:
-        assert self._clock is not None, "run() sets the clock"
         return self._clock.now()
 
     def _feed(self, event: Event) -> None:
@@ -257,7 +315,7 @@ class ModelService:
     def _set_timer(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+        self._timer = self._clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -331,9 +389,9 @@ class ModelService:
         if wanted and name in self._data_names and name not in self._zero_fetches:
             # Ask every data instance that comes up; the first answer wins, so one slow
             # or failing instance cannot hold up readiness.
-            task = asyncio.get_running_loop().create_task(self._fetch_zero(name))
-            self._zero_fetches[name] = task
-            task.add_done_callback(lambda _: self._zero_fetches.pop(name, None))
+            assert self._tasks is not None, "links report only while run() runs them"
+            self._zero_fetches.add(name)
+            self._tasks.create_task(self._fetch_zero(name), name=f"f0-{name}")
 
     def link_down(self, name: str, reason: str) -> None:
         log.warning("%s: instance %s is down: %s", self.name, name, reason)
@@ -370,19 +428,21 @@ class ModelService:
         Retried with back-off while the instance is up and nobody has answered yet.
         """
         request = self._request(self.base, -1, 1, bytes(self.row_bytes))
-        delay = ZERO_FETCH_BACKOFF_S[0]
-        while self._zero_output is None and self.links[name].up:
-            try:
-                response = await self.links[name].infer(request, timeout=ZERO_FETCH_TIMEOUT_S)
-                output = _first_output(response)[0].astype(np.float32)
-            except Exception as exc:  # any failure: try again, or let another instance answer
-                log.warning("%s: could not get F(0) from %s: %s", self.name, name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, ZERO_FETCH_BACKOFF_S[1])
-                continue
-            if self._zero_output is None:
-                self._zero_output = output
-                self._readiness.set()
+        link, backoff = self.links[name], Backoff(*ZERO_FETCH_BACKOFF_S)
+        try:
+            while self._zero_output is None and link.up:
+                try:
+                    response = await link.infer(request, timeout=ZERO_FETCH_TIMEOUT_S)
+                    output = _first_output(response)[0].astype(np.float32)
+                except Exception as exc:  # any failure: retry, or let another instance answer
+                    log.warning("%s: could not get F(0) from %s: %s", self.name, name, exc)
+                    await sleep(self._clock, backoff.next())
+                    continue
+                if self._zero_output is None:
+                    self._zero_output = output
+                    self._readiness.set()
+        finally:
+            self._zero_fetches.discard(name)
 
 
 def _first_output(response: pb.ModelInferResponse) -> Array:
@@ -390,15 +450,6 @@ def _first_output(response: pb.ModelInferResponse) -> Array:
         raise TensorError("the instance's answer has no raw output tensor")
     out = response.outputs[0]
     return tensor_from_raw(out.datatype, out.shape, response.raw_output_contents[0])
-
-
-def _pools(config: ModelConfig) -> tuple[tuple[InstanceAddress, ...], tuple[InstanceAddress, ...]]:
-    """(data, parity) instances: the same instances in every mode, used differently."""
-    if config.mode is Mode.CODED:
-        return config.data, config.parity
-    if config.mode is Mode.NONE:
-        return config.data, ()
-    return config.data + config.parity, ()  # equal-resources, replicate: more copies of F
 
 
 __all__ = ["ErrorKind", "ModelService", "QueryError", "Result"]

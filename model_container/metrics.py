@@ -3,8 +3,8 @@
 A container's per-request work is a forward pass (a hundred microseconds and up), so
 prometheus_client's own metric types are cheap enough here; the exposition runs in
 prometheus_client's HTTP server thread, beside the event loop.  The latency buckets are
-shared with the frontend (`frontend.metrics`) so that both sides of an instance call
-line up on one dashboard.
+``common.buckets``'s, the frontend's too, so that both sides of an instance call line
+up on one dashboard.
 """
 
 from __future__ import annotations

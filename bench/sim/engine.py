@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from bench.sim.episodes import Timeline, Windows
 from common.clock import SimClock
+from frontend.config import assign_pools
 from frontend.core import Coordinator
 from frontend.events import (
     Action,
@@ -99,14 +100,11 @@ class SimResult:
 
 
 def pools(setup: SimSetup) -> tuple[list[InstanceSpec], list[InstanceSpec]]:
-    """Instances by pool as the asyncio frontend assigns them (``frontend.model._pools``)."""
+    """Instances by pool as the asyncio frontend assigns them (``frontend.config.assign_pools``)."""
     data = [InstanceSpec(f"data-{i}") for i in range(setup.data)]
     parity = [InstanceSpec(f"parity-{i}") for i in range(setup.parity)]
-    if setup.mode is Mode.CODED:
-        return data, parity
-    if setup.mode is Mode.NONE:
-        return data, []
-    return data + parity, []
+    data_pool, parity_pool = assign_pools(setup.mode, data, parity)
+    return list(data_pool), list(parity_pool)
 
 
 class Simulation:
