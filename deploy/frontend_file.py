@@ -2,8 +2,10 @@
 
 This is the frontend's entry point in a container (docker compose, Kubernetes, ``parm
 deploy docker``): the instances are other containers, named by address.  The file is
-TOML, and its keys are the fields of `frontend.config.FrontendConfig` and
-`frontend.config.ModelConfig`::
+TOML in the vocabulary of ``parm up``'s deployment files (`deploy.spec`: ``base``,
+``parity``, ``k``, ``mode`` and any `frontend.config.ModelConfig` setting), except that
+``data_instances`` and ``parity_instances`` say where the instances are rather than how
+many to start::
 
     [frontend]
     host = "0.0.0.0"
@@ -13,21 +15,25 @@ TOML, and its keys are the fields of `frontend.config.FrontendConfig` and
 
     [[models]]
     name = "digits"
-    base_bundle = "/bundles/digits-base"
-    parity_bundle = "/bundles/digits-parity-k2"
+    base = "/bundles/digits-base"
+    parity = "/bundles/digits-parity-k2"   # or a list: one per parity index (r > 1)
     k = 2
     mode = "coded"
     group_timeout_ms = 10
-    data = [
+    data_instances = [
       { name = "data-0", grpc = "data-0:8001", stream = "data-0:8003" },
       { name = "data-1", grpc = "data-1:8001", stream = "data-1:8003" },
     ]
-    parity = [{ name = "parity-0", grpc = "parity-0:8001", stream = "parity-0:8003" }]
+    parity_instances = [{ name = "parity-0", grpc = "parity-0:8001", stream = "parity-0:8003" }]
 
 ``stream`` (parm's framed-TCP data port) is optional: without it the frontend uses the
 instance's gRPC stream, so any v2 server can be an instance.  Relative bundle paths
 are resolved against the file's folder.  `dump_frontend_config` writes the same format
 (the Docker launcher generates the frontend's file with it).
+
+The former spelling (``base_bundle``, ``parity_bundle``/``parity_bundles``, ``data``,
+``parity`` as the list of parity instances, ``r``) is still read, with a FutureWarning
+naming the new keys.
 """
 
 from __future__ import annotations
@@ -35,17 +41,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
+import enum
 import logging
 import signal
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deploy.spec import DeploymentError
+import tomli_w
+
+from deploy.spec import INSTANCE_KEYS, DeploymentError, read_model_entry
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
-from frontend.events import Mode, PartialPolicy
 from frontend.server import Frontend
 
 log = logging.getLogger(__name__)
@@ -54,8 +62,14 @@ FRONTEND_KEYS = (
     *("host", "grpc_port", "http_port", "metrics_port"),
     *("max_request_bytes", "max_deadline_ms"),
 )
-MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 ADDRESS_KEYS = {"name", "grpc", "stream", "parity_index"}
+#: the frontend file's former key names (ModelConfig's fields) and what they are now
+FORMER_KEYS = {
+    "base_bundle": "base",
+    "parity_bundle": "parity",
+    "parity_bundles": "parity",
+    "data": "data_instances",
+}
 
 
 def load_frontend_config(path: Path) -> FrontendConfig:
@@ -86,23 +100,41 @@ def frontend_config_from(doc: Mapping[str, Any], root: Path) -> FrontendConfig:
 
 
 def _model(entry: Mapping[str, Any], root: Path) -> ModelConfig:
-    entry = dict(entry)
-    name = entry.get("name")
-    unknown = set(entry) - MODEL_KEYS
-    if unknown:
-        raise DeploymentError(f"model {name!r}: unknown keys {sorted(unknown)}")
-    for key in ("base_bundle", "parity_bundle"):
-        if key in entry:
-            entry[key] = root / entry[key]
-    entry["data"] = _addresses(entry.get("data", []), name, "data")
-    entry["parity"] = _addresses(entry.get("parity", []), name, "parity")
-    if "mode" in entry:
-        entry["mode"] = Mode(entry["mode"])
-    if "partial" in entry:
-        entry["partial"] = PartialPolicy(entry["partial"])
-    if "default_output" in entry:
-        entry["default_output"] = tuple(entry["default_output"])
-    return ModelConfig(**entry)
+    entry, former = _current_spelling(entry)
+    own = (*INSTANCE_KEYS, "r") if former else INSTANCE_KEYS
+    model = read_model_entry(entry, root, own)
+    if former:
+        warnings.warn(
+            f"model {model.name!r}: the frontend file's keys {former} are deprecated; "
+            "write base, parity, data_instances and parity_instances, as in parm up's "
+            "deployment files (deploy/frontend_file.py shows the format)",
+            FutureWarning,
+            stacklevel=2,
+        )
+    data = _addresses(model.own.get("data_instances", []), model.name, "data_instances")
+    parity = _addresses(model.own.get("parity_instances", []), model.name, "parity_instances")
+    return model.model_config(data, parity, r=model.own.get("r"))
+
+
+def _current_spelling(entry: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``entry`` with its former key names renamed, and the renames (``old -> new``)."""
+    entry, renames = dict(entry), []
+    parity = entry.get("parity")
+    if isinstance(parity, list) and any(isinstance(p, dict) for p in parity):
+        renames.append(_rename(entry, "parity", "parity_instances"))  # addresses, not paths
+    renames += [_rename(entry, old, new) for old, new in FORMER_KEYS.items() if old in entry]
+    if renames and "r" in entry:
+        renames.append("r (now one per parity bundle)")
+    return entry, renames
+
+
+def _rename(entry: dict[str, Any], old: str, new: str) -> str:
+    if new in entry:
+        raise DeploymentError(
+            f"model {entry.get('name')!r}: both {old!r} (former spelling) and {new!r}"
+        )
+    entry[new] = entry.pop(old)
+    return f"{old} -> {new}"
 
 
 def _addresses(entries: Any, model: object, pool: str) -> tuple[InstanceAddress, ...]:
@@ -112,7 +144,7 @@ def _addresses(entries: Any, model: object, pool: str) -> tuple[InstanceAddress,
     for entry in entries:
         if not isinstance(entry, dict) or not {"name", "grpc"} <= set(entry) <= ADDRESS_KEYS:
             raise DeploymentError(
-                f"model {model!r}: each {pool} instance needs name and grpc (and may have "
+                f"model {model!r}: each of {pool} needs name and grpc (and may have "
                 f"stream), got {entry!r}"
             )
         addresses.append(InstanceAddress(**entry))
@@ -124,39 +156,45 @@ def _addresses(entries: Any, model: object, pool: str) -> tuple[InstanceAddress,
 
 def dump_frontend_config(config: FrontendConfig) -> str:
     """The TOML text that `load_frontend_config` reads back as ``config``."""
-    lines = ["[frontend]"]
-    for key in FRONTEND_KEYS:
-        value = getattr(config, key)
-        if value is not None:
-            lines.append(f"{key} = {_toml(value)}")
+    front = {key: getattr(config, key) for key in FRONTEND_KEYS}
+    doc = {
+        "frontend": {key: value for key, value in front.items() if value is not None},
+        "models": [_model_table(model) for model in config.models],
+    }
+    return tomli_w.dumps(doc)
+
+
+def _model_table(model: ModelConfig) -> dict[str, Any]:
+    """``model`` in the file's vocabulary; settings at their default are left out."""
+    bundles = model.parity_bundle_paths()
+    if model.r != max(len(bundles), 1):
+        raise DeploymentError(
+            f"model {model.name!r}: r={model.r} with {len(bundles)} parity bundle(s); "
+            "the file's r is the number of parity bundles"
+        )
+    table: dict[str, Any] = {"name": model.name, "base": str(model.base_bundle)}
+    if bundles:
+        table["parity"] = str(bundles[0]) if len(bundles) == 1 else [str(b) for b in bundles]
     defaults = ModelConfig("_", Path(), (InstanceAddress("_", "_"),))
-    for model in config.models:
-        lines += ["", "[[models]]"]
-        for field in dataclasses.fields(ModelConfig):
-            value = getattr(model, field.name)
-            always = field.name in ("name", "base_bundle", "data")
-            if value is not None and (always or value != getattr(defaults, field.name)):
-                lines.append(f"{field.name} = {_toml(value)}")
-    return "\n".join(lines) + "\n"
+    for field in dataclasses.fields(ModelConfig):
+        value = getattr(model, field.name)
+        if field.name in WRITTEN or value is None or value == getattr(defaults, field.name):
+            continue
+        table[field.name] = value.value if isinstance(value, enum.Enum) else value
+    table["data_instances"] = [_address(a) for a in model.data]
+    if model.parity:
+        table["parity_instances"] = [_address(a) for a in model.parity]
+    return table
 
 
-def _toml(value: object) -> str:
-    """A TOML value: JSON's strings and numbers are TOML's, lists and tables differ."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mode | PartialPolicy):
-        return json.dumps(value.value)
-    if isinstance(value, Path):
-        return json.dumps(str(value))
-    if isinstance(value, InstanceAddress):
-        defaults = {"stream": None, "parity_index": 0}  # left out: files stay short
-        fields = {k: v for k, v in dataclasses.asdict(value).items() if defaults.get(k, ...) != v}
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in fields.items()) + " }"
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, str | int | float):
-        return json.dumps(value)
-    raise TypeError(f"no TOML form for {value!r}")
+#: ModelConfig fields that `_model_table` writes under the file's own names
+WRITTEN = {"name", "base_bundle", "parity_bundle", "parity_bundles", "r", "data", "parity"}
+
+
+def _address(address: InstanceAddress) -> dict[str, Any]:
+    defaults = {"stream": None, "parity_index": 0}  # left out: files stay short
+    fields = dataclasses.asdict(address).items()
+    return {key: value for key, value in fields if defaults.get(key, ...) != value}
 
 
 # ---------------------------------------------------------------- serving

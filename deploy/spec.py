@@ -1,6 +1,6 @@
 """What to deploy: models, their bundles, instance counts, settings and fault injection.
 
-A deployment file is TOML::
+A deployment file (``parm up --config``) is TOML::
 
     [frontend]
     grpc_port = 8001
@@ -20,19 +20,24 @@ A deployment file is TOML::
     group_timeout_ms = 10
     slo_ms = 1000
 
-Relative paths are resolved against the file's folder.
+The standalone frontend's file (``parm frontend --config``, `deploy.frontend_file`) speaks
+the same vocabulary: `read_model_entry` reads what both say about a model (``name``,
+``base``, ``parity``, ``k``, ``mode`` and the settings).  Only ``data_instances`` and
+``parity_instances`` take another form there: where the instances are (a list of
+addresses) rather than how many to start.  Relative paths are resolved against the
+file's folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frontend.config import ModelConfig
+from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode, PartialPolicy
 from model_container.faults import FaultSettings
 
@@ -206,37 +211,101 @@ def load_deployment(path: Path) -> Deployment:
     return Deployment(models=models, **front)
 
 
-def _model(entry: dict[str, Any], root: Path) -> ModelDeployment:
+def _model(entry: Mapping[str, Any], root: Path) -> ModelDeployment:
+    model = read_model_entry(entry, root, own=(*INSTANCE_KEYS, "inject"))
+    counts = {key: model.own[key] for key in INSTANCE_KEYS if key in model.own}
+    wrong = {key: n for key, n in counts.items() if not isinstance(n, int)}
+    if wrong:
+        raise DeploymentError(
+            f"model {model.name!r}: parm up starts a number of instances, got {wrong}"
+        )
+    parities = model.parities
+    return ModelDeployment(
+        name=model.name,
+        base=model.base,
+        parity=parities[0] if len(parities) == 1 else None,
+        parities=parities if len(parities) > 1 else (),
+        k=model.k,
+        mode=model.mode,
+        inject=dict(parse_injection(text) for text in model.own.get("inject", [])),
+        settings=model.settings,
+        **counts,
+    )
+
+
+# ---------------------------------------------------------------- the shared vocabulary
+
+#: a model's instances: how many to start (parm up) or where they are (parm frontend)
+INSTANCE_KEYS = ("data_instances", "parity_instances")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What a ``[[models]]`` entry says about the model itself, in either file."""
+
+    name: str
+    base: Path
+    #: the parity bundle of each parity index (``parity``: one path, or a list of r)
+    parities: tuple[Path, ...] = ()
+    k: int = 2
+    mode: Mode = Mode.CODED
+    #: further frontend.config.ModelConfig settings, as their types
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: the keys its file reads itself (``own``), as written
+    own: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(
+        self,
+        data: tuple[InstanceAddress, ...],
+        parity: tuple[InstanceAddress, ...] = (),
+        r: int | None = None,
+    ) -> ModelConfig:
+        """The frontend's settings of this model over instances at ``data``/``parity``."""
+        bundles = self.parities
+        return ModelConfig(
+            name=self.name,
+            base_bundle=self.base,
+            data=data,
+            parity=parity,
+            parity_bundle=bundles[0] if len(bundles) == 1 else None,
+            parity_bundles=bundles if len(bundles) > 1 else (),
+            r=max(len(bundles), 1) if r is None else r,
+            mode=self.mode,
+            k=self.k,
+            **self.settings,
+        )
+
+
+def read_model_entry(entry: Mapping[str, Any], root: Path, own: Collection[str]) -> ModelEntry:
+    """Read one ``[[models]]`` entry; ``own`` are the keys its file reads itself.
+
+    Any other key must be a setting of `frontend.config.ModelConfig`; relative bundle
+    paths are resolved against ``root``.
+    """
     entry = dict(entry)
     name = entry.pop("name", None)
     if not isinstance(name, str):
         raise DeploymentError(f"each [[models]] entry needs a name, got {name!r}")
+    unknown = set(entry) - MODEL_SETTINGS - {"base", "parity", "k", "mode"} - set(own)
+    if unknown:
+        raise DeploymentError(
+            f"model {name!r}: unknown keys {sorted(unknown)}; "
+            f"known: {sorted({'base', 'parity', 'k', 'mode', *own, *MODEL_SETTINGS})}"
+        )
     try:
         base = root / entry.pop("base")
     except KeyError:
         raise DeploymentError(f"model {name!r}: missing 'base' bundle path") from None
-    parity = entry.pop("parity", None)
-    fixed = {
-        key: entry.pop(key) for key in ("k", "data_instances", "parity_instances") if key in entry
-    }
+    parity = entry.pop("parity", [])
+    parities = [parity] if isinstance(parity, str) else parity
+    if not isinstance(parities, list) or not all(isinstance(p, str) for p in parities):
+        raise DeploymentError(f"model {name!r}: parity must be a path or a list of paths")
     mode = Mode(entry.pop("mode", "coded"))
-    inject = dict(parse_injection(text) for text in entry.pop("inject", []))
+    k = entry.pop("k", 2)
+    mine = {key: entry.pop(key) for key in own if key in entry}
     if "partial" in entry:
         entry["partial"] = PartialPolicy(entry["partial"])
     if "default_output" in entry:
         entry["default_output"] = tuple(entry["default_output"])
-    unknown = set(entry) - MODEL_SETTINGS
-    if unknown:
-        raise DeploymentError(
-            f"model {name!r}: unknown settings {sorted(unknown)}; known: {sorted(MODEL_SETTINGS)}"
-        )
-    return ModelDeployment(
-        name=name,
-        base=base,
-        parity=root / parity if isinstance(parity, str) else None,
-        parities=tuple(root / p for p in parity) if isinstance(parity, list) else (),
-        mode=mode,
-        inject=inject,
-        settings=entry,
-        **fixed,
-    )
+    parity_paths = tuple(root / p for p in parities)
+    return ModelEntry(name, base, parity_paths, k, mode, settings=entry, own=mine)

@@ -291,7 +291,7 @@ def test_up_and_down_on_a_real_engine(tmp_path: Path) -> None:
         files={launcher.FRONTEND_FILE: "[frontend]\n"},
     )
     config = frontend_config_from(
-        {"models": [{"name": "m", "base_bundle": "b", "data": [{"name": "d", "grpc": "x:1"}]}]},
+        {"models": [{"name": "m", "base": "b", "data_instances": [{"name": "d", "grpc": "x:1"}]}]},
         tmp_path,
     )
     plan = launcher.DockerPlan(name, (spec,), config, host)

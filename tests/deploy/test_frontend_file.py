@@ -8,13 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from deploy.frontend_file import dump_frontend_config, load_frontend_config
+from deploy.frontend_file import (
+    dump_frontend_config,
+    frontend_config_from,
+    load_frontend_config,
+)
 from deploy.spec import DeploymentError
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.events import Mode, PartialPolicy
@@ -60,6 +65,90 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     assert load_frontend_config(path) == config
 
 
+def test_r_parity_bundles_round_trip_as_one_list(tmp_path: Path) -> None:
+    parities = (InstanceAddress("parity-0", "p0:1"), InstanceAddress("parity-1", "p1:1", None, 1))
+    model = ModelConfig(
+        "lin", tmp_path / "base", (InstanceAddress("data-0", "d:1"),), parity=parities,
+        parity_bundles=(tmp_path / "p0", tmp_path / "p1"), r=2, code="linear",
+    )  # fmt: skip
+    text = dump_frontend_config(FrontendConfig((model,)))
+    assert tomllib.loads(text)["models"][0]["parity"] == [
+        str(tmp_path / "p0"),
+        str(tmp_path / "p1"),
+    ]
+    assert frontend_config_from(tomllib.loads(text), tmp_path).models == (model,)
+
+
+def test_the_file_speaks_the_deployment_files_vocabulary(tmp_path: Path) -> None:
+    """The keys of a parm up model entry mean the same here; only the instances differ."""
+    model = ModelConfig(
+        "m", tmp_path / "b", (InstanceAddress("data-0", "h:1"),),
+        parity=(InstanceAddress("parity-0", "h:2"),), parity_bundle=tmp_path / "p",
+    )  # fmt: skip
+    table = tomllib.loads(dump_frontend_config(FrontendConfig((model,))))["models"][0]
+    assert set(table) == {"name", "base", "parity", "data_instances", "parity_instances"}
+    assert table["data_instances"] == [{"name": "data-0", "grpc": "h:1"}]
+
+
+def test_a_config_whose_r_is_not_its_parity_count_is_not_written(tmp_path: Path) -> None:
+    model = ModelConfig("m", tmp_path, (InstanceAddress("d", "h:1"),), mode=Mode.NONE, r=2)
+    with pytest.raises(DeploymentError, match="r=2 with 0 parity bundle"):
+        dump_frontend_config(FrontendConfig((model,)))
+
+
+FORMER = """
+[[models]]
+name = "m"
+base_bundle = "base"
+parity_bundle = "parity"
+k = 3
+r = 1
+group_timeout_ms = 5
+data = [{ name = "data-0", grpc = "h:1", stream = "h:2" }]
+parity = [{ name = "parity-0", grpc = "h:3" }]
+"""
+
+
+def test_the_former_spelling_is_read_with_a_warning_naming_the_new_keys(tmp_path: Path) -> None:
+    path = tmp_path / "frontend.toml"
+    path.write_text(FORMER)
+    with pytest.warns(FutureWarning, match="base_bundle -> base.*data -> data_instances"):
+        config = load_frontend_config(path)
+    current = FORMER.replace("base_bundle", "base").replace("parity_bundle", "parity")
+    current = current.replace("\ndata =", "\ndata_instances =").replace(
+        "parity = [", "parity_instances = ["
+    )
+    path.write_text(current.replace("r = 1\n", ""))
+    assert load_frontend_config(path) == config
+    (model,) = config.models
+    assert (model.base_bundle, model.parity_bundle) == (tmp_path / "base", tmp_path / "parity")
+    assert [a.name for a in model.data + model.parity] == ["data-0", "parity-0"]
+    assert (model.k, model.r, model.group_timeout_ms) == (3, 1, 5.0)
+
+
+def test_the_former_spelling_keeps_its_parity_bundle_list_and_r(tmp_path: Path) -> None:
+    doc = {
+        "models": [
+            {
+                "name": "m", "base_bundle": "b", "parity_bundles": ["p0", "p1"], "r": 2,
+                "code": "linear", "data": [{"name": "d", "grpc": "h:1"}],
+            }
+        ]
+    }  # fmt: skip
+    with pytest.warns(FutureWarning, match="parity_bundles -> parity"):
+        (model,) = frontend_config_from(doc, tmp_path).models
+    assert (model.r, model.parity_bundle_paths()) == (2, (tmp_path / "p0", tmp_path / "p1"))
+
+
+def test_a_key_in_both_spellings_is_refused(tmp_path: Path) -> None:
+    doc = {"models": [{"name": "m", "base": "b", "base_bundle": "b", "data_instances": []}]}
+    with pytest.raises(DeploymentError, match=r"both 'base_bundle' \(former spelling\) and 'base'"):
+        frontend_config_from(doc, tmp_path)
+
+
+MODEL = '[[models]]\nname = "m"\nbase = "b"\n'
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -67,15 +156,17 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
         ("[frontend]\n", "no \\[\\[models\\]\\]"),
         ("[backend]\n", r"unknown sections \['backend'\]"),
         (
-            '[[models]]\nname = "m"\nbase_bundle = "b"\ncolour = 1\n'
-            'data = [{ name = "d", grpc = "x:1" }]\n',
+            MODEL + 'colour = 1\ndata_instances = [{ name = "d", grpc = "x:1" }]\n',
             r"model 'm': unknown keys \['colour'\]",
         ),
         (
-            '[[models]]\nname = "m"\nbase_bundle = "b"\ndata = [{ name = "d" }]\n',
-            "each data instance needs name and grpc",
+            MODEL + 'data_instances = [{ name = "d" }]\n',
+            "each of data_instances needs name and grpc",
         ),
-        ('[[models]]\nname = "m"\nbase_bundle = "b"\n', "needs at least one data instance"),
+        (MODEL + "data_instances = 2\n", "data_instances must be a list of instances"),
+        (MODEL, "needs at least one data instance"),
+        (MODEL.replace('base = "b"', "parity = 1"), "missing 'base'"),
+        (MODEL + "parity = 3\n", "parity must be a path or a list of paths"),
         ("not toml ][", "cannot read frontend file"),
     ],
 )

@@ -9,7 +9,9 @@ from deploy.spec import (
     assign_injections,
     load_deployment,
     parse_injection,
+    read_model_entry,
 )
+from frontend.config import InstanceAddress
 from frontend.events import Mode, PartialPolicy
 from model_container.config import ContainerConfig
 
@@ -129,7 +131,12 @@ default_output = [0.0, 1.0]
         ("[[models]]\nname = 'm'\n", "missing 'base'"),
         (
             "[[models]]\nname = 'm'\nbase = 'b'\nparity = 'p'\nspeed = 1\n",
-            r"unknown settings \['speed'\]",
+            r"unknown keys \['speed'\]",
+        ),
+        ("[[models]]\nname = 'm'\nbase = 'b'\nparity = 'p'\nspeed = 1\n", "known: .*'slo_ms'"),
+        (
+            "[[models]]\nname = 'm'\nbase = 'b'\ndata_instances = [{ name = 'd', grpc = 'h:1' }]\n",
+            "parm up starts a number of instances",
         ),
         ("[[models]\n", "cannot read deployment file"),
         ("", "expected one or more uniquely named models"),
@@ -161,3 +168,33 @@ def test_deployment_file_lists_one_parity_bundle_per_index(tmp_path: Path) -> No
     (m,) = load_deployment(path).models
     assert m.parity_bundles == (tmp_path / "p0", tmp_path / "p1")
     assert m.settings == {"code": "linear"}
+
+
+def test_one_reader_for_what_both_files_say_about_a_model(tmp_path: Path) -> None:
+    entry = {
+        "name": "m", "base": "b", "parity": ["p0", "p1"], "k": 3, "mode": "replicate",
+        "partial": "unprotected", "slo_ms": 5, "data_instances": 2,
+    }  # fmt: skip
+    model = read_model_entry(entry, tmp_path, own=("data_instances",))
+    assert (model.name, model.base, model.k, model.mode) == ("m", tmp_path / "b", 3, Mode.REPLICATE)
+    assert model.parities == (tmp_path / "p0", tmp_path / "p1")
+    assert model.settings == {"partial": PartialPolicy.UNPROTECTED, "slo_ms": 5}
+    assert model.own == {"data_instances": 2}
+    with pytest.raises(DeploymentError, match=r"unknown keys \['data_instances'\]"):
+        read_model_entry(entry, tmp_path, own=())
+
+
+@pytest.mark.parametrize(
+    ("parity", "bundles", "r"),
+    [([], (None, ()), 1), (["p"], ("p", ()), 1), (["p0", "p1"], (None, ("p0", "p1")), 2)],
+)
+def test_a_model_entry_becomes_the_frontends_model_config(
+    tmp_path: Path, parity: list[str], bundles: tuple[str | None, tuple[str, ...]], r: int
+) -> None:
+    entry = {"name": "m", "base": "b", "parity": parity, "mode": "none", "batch_size": 4}
+    data = (InstanceAddress("data-0", "h:1"),)
+    config = read_model_entry(entry, tmp_path, own=()).model_config(data)
+    single, several = bundles
+    assert config.parity_bundle == (tmp_path / single if single else None)
+    assert config.parity_bundles == tuple(tmp_path / p for p in several)
+    assert (config.r, config.mode, config.batch_size, config.data) == (r, Mode.NONE, 4, data)
