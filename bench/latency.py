@@ -18,7 +18,7 @@ the modes being compared.  The frontend runs in this process; the load generator
 Instances pad each inference to ``service_time_ms`` (the model container's
 ``--service-time-ms``): a stand-in for an accelerator's service time on a CPU-only
 machine, reported as such, never as GPU time.  Under shuffle contention each instance
-gets a sidecar process (``bench.contention.shuffle``), started with its cluster and
+gets a sidecar process (``bench.contention.sidecar``), started with its cluster and
 stopped with it.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.contention import ActiveContention, Contention, parse_contention
-from bench.contention.shuffle import ShuffleSidecars
+from bench.contention.sidecar import ShuffleSidecars
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
 from frontend.events import Mode

@@ -6,40 +6,33 @@ the transfers go over loopback, where there is no NIC to share; what a transfer 
 competes for is the machine's cores and memory bandwidth, which the instances share.
 The two ends of every transfer are sidecar processes, one next to each instance:
 
-- ``ShuffleServer`` is the sidecar, its own process (``python -m bench.contention.shuffle
-  --host H --port P``, started by the benchmark with `ShuffleSidecars`; the model
-  container knows nothing of it).  A connection that starts with ``SINK`` is read to
-  the end and discarded; one that starts with ``PUSH <bytes> <port>`` makes this
-  process send that many bytes to the peer's sidecar, and answers ``DONE <bytes>
-  <seconds>``; ``STAT`` answers ``<bytes received> <bytes sent>``.
+- ``ShuffleServer`` is the sidecar, its own process (``python -m bench.contention.sidecar
+  --host H --port P``, started by the benchmark with `ShuffleSidecars` from
+  ``bench.contention.sidecar``; the model container knows nothing of it).  A connection
+  that starts with ``SINK`` is read to the end and discarded; one that starts with
+  ``PUSH <bytes> <port>`` makes this process send that many bytes to the peer's
+  sidecar, and answers ``DONE <bytes> <seconds>``; ``STAT`` answers ``<bytes
+  received> <bytes sent>``.
 - ``Shuffler`` is the controller: ``concurrency`` workers, each of which keeps asking a
   random sidecar to push a random-size transfer to another random sidecar.
 
 Stopping is clean: the controller's workers are cancelled, which closes their control
 connections; a sidecar aborts a push whose control connection closed, and a sink ends
-at EOF.  A sidecar process exits 0 on SIGTERM, and on its own when the benchmark that
-started it dies.
+at EOF.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import ctypes
-import os
 import random
-import signal
-import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 CHUNK = 1 << 20  # bytes per write; reads take what the socket has, up to this
 MB = 1 << 20
-STOP_GRACE_S = 5.0
-PR_SET_PDEATHSIG = 1
 
 
 class ShuffleServer:
@@ -216,100 +209,3 @@ async def sidecar_bytes(port: int) -> tuple[int, int]:
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
-
-
-class SidecarError(RuntimeError):
-    """A sidecar process that did not start."""
-
-
-class ShuffleSidecars:
-    """One sidecar process per instance name, started and stopped by a benchmark.
-
-    ``async with ShuffleSidecars(names) as sidecars:`` starts them (each on a free
-    port, which it reports on its first line of output) and stops them on exit:
-    SIGTERM, then SIGKILL after a grace period.
-    """
-
-    def __init__(self, names: Sequence[str], host: str = "127.0.0.1") -> None:
-        self.names = list(names)
-        self.host = host
-        self.ports: dict[str, int] = {}
-        self.processes: dict[str, asyncio.subprocess.Process] = {}
-
-    async def start(self) -> Mapping[str, int]:
-        """Start every sidecar; return the port of each, by instance name."""
-        for name in self.names:
-            self.processes[name] = proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.contention.shuffle",
-                "--host", self.host, "--port", "0", "--exit-with-parent", str(os.getpid()),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            assert proc.stdout is not None
-            line = await proc.stdout.readline()
-            if not line.strip().isdigit():
-                raise SidecarError(f"shuffle sidecar for {name}: expected its port, got {line!r}")
-            self.ports[name] = int(line)
-        return self.ports
-
-    async def stop(self) -> dict[str, int]:
-        """Stop every sidecar; return each one's exit status."""
-        codes = await asyncio.gather(*(_terminate(p) for p in self.processes.values()))
-        return dict(zip(self.processes, codes, strict=True))
-
-    async def __aenter__(self) -> ShuffleSidecars:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-
-async def _terminate(proc: asyncio.subprocess.Process) -> int:
-    if proc.returncode is None:
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
-        except TimeoutError:
-            proc.kill()
-    return await proc.wait()
-
-
-async def serve_sidecar(host: str, port: int) -> None:
-    """Run one sidecar until SIGTERM or SIGINT; print the bound port first."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = ShuffleServer()
-    print(await server.start(host, port), flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await server.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bench.contention.shuffle``: one shuffle sidecar process."""
-    p = argparse.ArgumentParser(prog="python -m bench.contention.shuffle", description=__doc__)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    p.add_argument("--port", type=int, default=0, help="port (0: any free port, printed)")
-    p.add_argument("--exit-with-parent", type=int, metavar="PID", help="exit when PID dies")
-    args = p.parse_args(argv)
-    if args.exit_with_parent is not None:
-        # The kernel sends SIGTERM when the benchmark dies: no orphan sidecars.
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != args.exit_with_parent:
-            return 0
-    asyncio.run(serve_sidecar(args.host, args.port))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
