@@ -1,7 +1,7 @@
 """The frontend's HTTP front doors: KServe v2 REST, Clipper's REST, and ``/metrics``.
 
 Both run in the frontend's event loop, beside gRPC: `HttpServer` runs a uvicorn server
-as a task the `frontend.server.Frontend` owns.  `api_app` is the FastAPI application:
+as a task its owner (`frontend.server.Frontend`) holds.  `api_app` is the FastAPI application:
 
 - KServe v2 REST (``tritonclient.http`` works against it, JSON and binary tensors):
   ``GET /v2/health/live``, ``/v2/health/ready``, ``/v2``, ``/v2/models/{m}``,
@@ -9,14 +9,17 @@ as a task the `frontend.server.Frontend` owns.  `api_app` is the FastAPI applica
 - Clipper's ``POST /{app}/predict`` (the app is the model's name);
 - the OpenAPI page at ``/docs`` (schema at ``/openapi.json``).
 
-Semantics are gRPC's: the same checks (`frontend.requests`), the same request
-parameters (``timeout_ms``, ``parm_require_original``), the client's own deadline from
-the ``Parm-Timeout-Ms`` header (as a gRPC deadline), provenance in the response.  One
-exception boundary per request maps `QueryError` status names to HTTP codes
-(`HTTP_STATUS`) and logs anything unexpected with its traceback.
+Semantics are gRPC's: the handlers are thin adapters over the same entry point
+(`frontend.api.Api`: the same checks, the same request parameters ``timeout_ms`` and
+``parm_require_original``), the client's own deadline comes from the
+``Parm-Timeout-Ms`` header (as a gRPC deadline), provenance is in the response.  The
+same exception boundary (`frontend.api.refusal`) gives the HTTP code
+(`frontend.api.http_status`) and logs anything unexpected with its traceback.
 
-The handlers read the body themselves and answer pre-encoded bytes: FastAPI's own
-body models and response serialisation cost more than the whole query on this path.
+Each route is registered once, with FastAPI.  The v2 request body is parsed by its
+schema (`frontend.rest.InferRequest`), which the OpenAPI page shows too; the handlers
+read the body themselves (it may carry binary tensors after the JSON) and answer
+pre-encoded bytes.
 """
 
 from __future__ import annotations
@@ -27,20 +30,18 @@ import logging
 import math
 import socket
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from frontend.api import VERSION, Api, Query, http_status, refusal
 from frontend.metrics import Metrics
-from frontend.model import QueryError
-from frontend.requests import check_outputs, invalid, split_rows
+from frontend.requests import PayloadTooLarge, invalid
 from frontend.rest import (
     HEADER_LENGTH,
     JSON_TYPE,
-    PayloadTooLarge,
     clipper_response,
     decompress,
     model_metadata,
@@ -48,22 +49,9 @@ from frontend.rest import (
     parse_v2,
     v2_response,
 )
-from frontend.server import VERSION
-
-if TYPE_CHECKING:
-    from frontend.server import Frontend
 
 log = logging.getLogger(__name__)
 
-#: QueryError status (a gRPC code name) -> HTTP status
-HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400,
-    "NOT_FOUND": 404,
-    "RESOURCE_EXHAUSTED": 429,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
 #: Clipper's short ``error`` beside the ``cause`` message
 CLIPPER_ERROR = {
     400: "Bad request",
@@ -79,12 +67,12 @@ TIMEOUT_HEADER = "parm-timeout-ms"
 JSON_EXPANSION = 4
 
 
-class _Api:
-    """The route handlers over one Frontend."""
+class _Routes:
+    """The route handlers over the frontend's entry point."""
 
-    def __init__(self, frontend: Frontend) -> None:
-        self.frontend = frontend
-        self.max_tensor = frontend.config.max_request_bytes
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.max_tensor = api.config.max_request_bytes
         self.max_body = JSON_EXPANSION * self.max_tensor + (64 << 10)
         self._next_query_id = 0  # Clipper's query ids: one counter per frontend
 
@@ -95,7 +83,7 @@ class _Api:
 
     async def ready(self) -> Response:
         # The v2 REST spec: 200 means ready, a 4xx not (Triton answers 400 too).
-        ready = self.frontend.ready
+        ready = self.api.ready
         return JSONResponse({"ready": ready}, 200 if ready else 400)
 
     async def server_metadata(self) -> Response:
@@ -106,14 +94,14 @@ class _Api:
         return await _guarded(self._model_metadata(model), _v2_error)
 
     async def _model_metadata(self, model: str) -> Response:
-        service = self.frontend.service(model)
+        service = self.api.service(model)
         return JSONResponse(model_metadata(service.name, service.input, service.output))
 
     async def model_ready(self, model: str) -> Response:
         return await _guarded(self._model_ready(model), _v2_error)
 
     async def _model_ready(self, model: str) -> Response:
-        service = self.frontend.service(model)
+        service = self.api.service(model)
         return JSONResponse({"name": model, "ready": service.ready}, 200 if service.ready else 400)
 
     # -- inference ------------------------------------------------------------------------
@@ -123,21 +111,12 @@ class _Api:
         return await _guarded(self._infer(model, request), _v2_error)
 
     async def _infer(self, model: str, request: Request) -> Response:
-        service = self.frontend.service(model)
+        service = self.api.service(model)
         headers = request.headers
         body = await self._body(request)
-        query = parse_v2(body, headers.get(HEADER_LENGTH))
-        check_outputs(service.output, query.outputs)
-        rows = split_rows(
-            service.input,
-            query.name,
-            query.datatype,
-            query.shape,
-            query.raw,
-            max_bytes=self.max_tensor,
-        )
-        results = await self.frontend.run(service, rows, query.parameters, _time_left(headers))
-        content, extra = v2_response(service.name, service.output, results, query)
+        v2 = parse_v2(body, headers.get(HEADER_LENGTH))
+        results = await self.api.infer(service, v2.query, _time_left(headers))
+        content, extra = v2_response(service.name, service.output, results, v2)
         return Response(content, headers=extra)
 
     async def predict(self, app: str, request: Request) -> Response:
@@ -145,15 +124,14 @@ class _Api:
         return await _guarded(self._predict(app, request), _clipper_error)
 
     async def _predict(self, app: str, request: Request) -> Response:
-        service = self.frontend.service(app)
+        service = self.api.service(app)
         spec = service.input
         body = await self._body(request)
         doc, raw, count, batch = parse_clipper(body, spec)
-        shape = [count, *spec.shape]
-        rows = split_rows(spec, spec.name, spec.datatype, shape, raw, max_bytes=self.max_tensor)
-        first_id, self._next_query_id = self._next_query_id, self._next_query_id + count
         # The request object doubles as the parameters: timeout_ms, parm_require_original.
-        results = await self.frontend.run(service, rows, doc, _time_left(request.headers))
+        query = Query(spec.name, spec.datatype, [count, *spec.shape], raw, doc)
+        results = await self.api.infer(service, query, _time_left(request.headers))
+        first_id, self._next_query_id = self._next_query_id, self._next_query_id + count
         return Response(clipper_response(first_id, results, batch), media_type=JSON_TYPE)
 
     async def _body(self, request: Request) -> bytes:
@@ -193,14 +171,9 @@ async def _guarded(handler: Awaitable[Response], error: Callable[[int, str], Res
     """Run one request's handler; map what it raises to an HTTP error response."""
     try:
         return await handler
-    except PayloadTooLarge as exc:
-        return error(413, exc.message)
-    except QueryError as exc:
-        log.debug("query refused: %s: %s", exc.status, exc.message)
-        return error(HTTP_STATUS.get(exc.status, 500), exc.message)
     except Exception as exc:
-        log.exception("HTTP request failed")
-        return error(500, f"internal error: {type(exc).__name__}: {exc}")
+        refused = refusal(exc)
+        return error(http_status(refused), refused.message)
 
 
 def _v2_error(status: int, message: str) -> Response:
@@ -214,11 +187,11 @@ def _clipper_error(status: int, message: str) -> Response:
 # ---------------------------------------------------------------- the application
 
 
-def api_app(frontend: Frontend) -> FastAPI:
-    """The FastAPI application of the HTTP port."""
+def api_app(api: Api) -> FastAPI:
+    """The FastAPI application of the HTTP port, over the frontend's entry point."""
     from frontend import openapi
 
-    api = _Api(frontend)
+    routes = _Routes(api)
     app = FastAPI(
         title="parm frontend",
         version=VERSION,
@@ -226,38 +199,19 @@ def api_app(frontend: Frontend) -> FastAPI:
         redoc_url=None,
     )
     v2, clipper = ["KServe v2"], ["Clipper"]
-    routes: list[tuple[str, str, Callable[..., Awaitable[Response]], list[str], dict[str, Any]]]
-    routes = [
-        ("GET", "/v2/health/live", api.live, v2, openapi.LIVE),
-        ("GET", "/v2/health/ready", api.ready, v2, openapi.READY),
-        ("GET", "/v2", api.server_metadata, v2, openapi.SERVER),
-        ("GET", "/v2/models/{model}", api.model_metadata, v2, openapi.MODEL),
-        ("GET", "/v2/models/{model}/ready", api.model_ready, v2, openapi.MODEL_READY),
-        ("POST", "/v2/models/{model}/infer", api.infer, v2, openapi.INFER),
-        ("POST", "/{app}/predict", api.predict, clipper, openapi.PREDICT),
+    table: list[tuple[str, str, Callable[..., Awaitable[Response]], list[str], dict[str, Any]]]
+    table = [
+        ("GET", "/v2/health/live", routes.live, v2, openapi.LIVE),
+        ("GET", "/v2/health/ready", routes.ready, v2, openapi.READY),
+        ("GET", "/v2", routes.server_metadata, v2, openapi.SERVER),
+        ("GET", "/v2/models/{model}", routes.model_metadata, v2, openapi.MODEL),
+        ("GET", "/v2/models/{model}/ready", routes.model_ready, v2, openapi.MODEL_READY),
+        ("POST", "/v2/models/{model}/infer", routes.infer, v2, openapi.INFER),
+        ("POST", "/{app}/predict", routes.predict, clipper, openapi.PREDICT),
     ]
-    for method, path, handler, tags, doc in routes:
+    for method, path, handler, tags, doc in table:
         app.add_api_route(path, handler, methods=[method], tags=list(tags), **doc)
-    # The two inference routes are served by plain Starlette routes ahead of FastAPI's:
-    # FastAPI's per-request work (dependency solving, parameter validation) cost 3-4
-    # times the handler itself here.  FastAPI's routes stay for the OpenAPI page; the
-    # handlers are the same methods either way.
-    fast = [("/v2/models/{model}/infer", api.infer), ("/{app}/predict", api.predict)]
-    for path, handler in reversed(fast):
-        app.router.routes.insert(0, Route(path, _by_path(handler), methods=["POST"]))
     return app
-
-
-def _by_path(
-    handler: Callable[[str, Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """A Starlette endpoint calling ``handler(<the one path parameter>, request)``."""
-
-    async def endpoint(request: Request) -> Response:
-        (value,) = request.path_params.values()
-        return await handler(value, request)
-
-    return endpoint
 
 
 def metrics_app(metrics: Metrics) -> Callable[..., Awaitable[None]]:

@@ -1,13 +1,18 @@
 """What the OpenAPI page (``/docs``) says about each HTTP route of `frontend.http`.
 
-The handlers parse bodies themselves (see `frontend.rest`), so FastAPI cannot derive
-these schemas from them; they are written out here, as keyword arguments of
-``FastAPI.add_api_route``, and kept out of the handlers' way.
+The v2 request body is documented by the schema that parses it
+(`frontend.rest.InferRequest`).  The rest is written out here, as keyword arguments of
+``FastAPI.add_api_route``: the answers (encoded by `frontend.rest`, never parsed
+here) and the Clipper request (checked by `frontend.rest.parse_clipper`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel
+
+from frontend.rest import InferRequest
 
 DESCRIPTION = """\
 Prediction serving with erasure-coded resilience (parity models).
@@ -31,43 +36,13 @@ _TENSOR = {
     "properties": {
         "name": {"type": "string"},
         "datatype": {"type": "string", "example": "FP32"},
-        "shape": {"type": "array", "items": {"type": "integer"}, "example": [1, 64]},
+        "shape": {"type": "array", "items": {"type": "integer"}, "example": [1, 10]},
         "parameters": {
             "type": "object",
             "properties": {"binary_data_size": {"type": "integer"}},
         },
         "data": {"type": "array", "items": {}, "description": "row-major values"},
     },
-    "required": ["name", "datatype", "shape"],
-}
-_INFER_REQUEST = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "timeout_ms": {"type": "number"},
-                "parm_require_original": {"type": "boolean"},
-                "binary_data_output": {"type": "boolean"},
-            },
-        },
-        "inputs": {"type": "array", "items": _TENSOR, "minItems": 1, "maxItems": 1},
-        "outputs": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "parameters": {
-                        "type": "object",
-                        "properties": {"binary_data": {"type": "boolean"}},
-                    },
-                },
-            },
-        },
-    },
-    "required": ["inputs"],
 }
 _INFER_RESPONSE = {
     "type": "object",
@@ -109,6 +84,25 @@ _PREDICT_REQUEST = {
 }
 
 
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of ``model`` with its definitions inlined: an OpenAPI request
+    body given by hand (``openapi_extra``) cannot refer to pydantic's ``$defs``."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rpartition("/")[2]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -148,7 +142,7 @@ INFER: dict[str, Any] = {
         200: {"description": "Outputs and provenance", **_json(_INFER_RESPONSE)},
         **_errors(400, 404, 413, 429, 503, 504),
     },
-    "openapi_extra": {"requestBody": {"required": True, **_json(_INFER_REQUEST)}},
+    "openapi_extra": {"requestBody": {"required": True, **_json(body_schema(InferRequest))}},
 }
 _CLIPPER_ERROR = {
     "type": "object",

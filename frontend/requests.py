@@ -1,4 +1,4 @@
-"""Checks on client requests shared by every front door (gRPC now, HTTP too).
+"""Checks on client requests shared by every front door (gRPC, v2 REST, Clipper).
 
 Bad input is refused here, with a message naming what was expected and what came,
 before anything reaches the coordinator or an instance.
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from common.bundle import TensorSpec
 from common.datatypes import DATATYPES
 from frontend.model import QueryError
+from proto.tensors import TensorError, check_batch
 
 REQUIRE_ORIGINAL = "parm_require_original"
 TIMEOUT_MS = "timeout_ms"
@@ -27,7 +28,15 @@ class QueryOptions:
 
 
 def invalid(message: str) -> QueryError:
+    """A QueryError INVALID_ARGUMENT: the request is malformed."""
     return QueryError("INVALID_ARGUMENT", message)
+
+
+class PayloadTooLarge(QueryError):
+    """A request body over the limit: HTTP 413 (gRPC has its own message size limit)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__("INVALID_ARGUMENT", f"request body of {size} bytes exceeds {limit} bytes")
 
 
 def expect_one_input(count: int) -> None:
@@ -53,13 +62,10 @@ def split_rows(
     max_bytes: int,
 ) -> list[bytes]:
     """The rows (one query each) of an input tensor ``[n, *spec.shape]`` in raw bytes."""
-    if name != spec.name:
-        raise invalid(f"expected input {spec.name!r}, got {name!r}")
-    if datatype != spec.datatype:
-        raise invalid(f"input {name!r}: expected datatype {spec.datatype}, got {datatype}")
-    expected = "[-1, " + ", ".join(map(str, spec.shape)) + "]"
-    if len(shape) != len(spec.shape) + 1 or tuple(shape[1:]) != spec.shape or shape[0] < 1:
-        raise invalid(f"input {name!r}: expected shape {expected}, got {list(shape)}")
+    try:
+        check_batch(spec, name, datatype, shape)
+    except TensorError as exc:
+        raise invalid(str(exc)) from None
     if len(raw) > max_bytes:
         raise invalid(f"input {name!r}: {len(raw)} bytes exceed the limit of {max_bytes}")
     row_bytes = math.prod(spec.shape) * DATATYPES[datatype].itemsize

@@ -23,29 +23,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from common.bundle import TensorSpec
 from common.datatypes import DATATYPES
-from frontend.model import QueryError, Result
-from frontend.requests import (
-    SOURCE,
-    SOURCES,
-    expect_one_input,
-    invalid,
-    overall_source,
-)
+from frontend.api import Query
+from frontend.model import Result
+from frontend.requests import SOURCE, SOURCES, PayloadTooLarge, invalid, overall_source
 
 HEADER_LENGTH = "inference-header-content-length"
 BINARY_SIZE = "binary_data_size"
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
-
-
-class PayloadTooLarge(QueryError):
-    """A request body over the limit: HTTP 413 (gRPC has its own message size limit)."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__("INVALID_ARGUMENT", f"request body of {size} bytes exceeds {limit} bytes")
 
 
 def decompress(body: bytes, encoding: str, limit: int) -> bytes:
@@ -67,51 +56,167 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
 
 # ---------------------------------------------------------------- KServe v2
 
+#: the request parameters every front door reads (checked by `frontend.requests`)
+_PARAMETERS = {
+    "timeout_ms": ("number", "the query's deadline, in ms"),
+    "parm_require_original": ("boolean", "never answer with a reconstruction"),
+    "binary_data_output": ("boolean", "answer every output as binary"),
+}
+
+
+def _documented(kind: str, description: str) -> Any:
+    """A field taken as it comes and checked later (the checks and their messages are
+    shared with gRPC), documented as ``kind``."""
+    return Field(default=None, description=description, json_schema_extra={"type": kind})
+
+
+class RequestParameters(BaseModel):
+    """A request's ``parameters``: any name; these are the ones read here."""
+
+    model_config = ConfigDict(extra="allow")
+    timeout_ms: Any = _documented(*_PARAMETERS["timeout_ms"])
+    parm_require_original: Any = _documented(*_PARAMETERS["parm_require_original"])
+    binary_data_output: Any = _documented(*_PARAMETERS["binary_data_output"])
+
+
+class TensorParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data_size: Any = _documented(
+        "integer", "binary tensor extension: the size of this input's bytes after the header"
+    )
+
+
+class InputTensor(BaseModel):
+    """One input tensor: its values as ``data``, or as binary after the JSON header."""
+
+    name: StrictStr
+    datatype: StrictStr = Field(examples=["FP32"])
+    shape: list[StrictInt] = Field(examples=[[1, 64]])
+    parameters: TensorParameters = TensorParameters()
+    data: list[Any] | None = Field(default=None, description="row-major values, flat or nested")
+
+
+class OutputParameters(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    binary_data: Any = _documented("boolean", "answer this output as binary")
+
+
+class RequestedOutput(BaseModel):
+    name: StrictStr
+    parameters: OutputParameters = OutputParameters()
+
+
+class InferRequest(BaseModel):
+    """A KServe v2 inference request (its JSON part, with the binary tensor extension)."""
+
+    model_config = ConfigDict(extra="allow")
+    parameters: RequestParameters = RequestParameters()
+    inputs: list[InputTensor] = Field(min_length=1, max_length=1)
+    outputs: list[RequestedOutput] = []
+    id: Any = _documented("string", "echoed in the answer")
+
 
 @dataclass(frozen=True)
 class V2Request:
     """What the frontend needs from a v2 inference request, after parsing."""
 
     id: str
-    name: str  # of the one input tensor
-    datatype: str
-    shape: list[int]
-    raw: bytes
-    parameters: Mapping[str, object]
-    outputs: list[str]  # names asked for (empty: all)
+    query: Query
     binary_output: bool
 
 
 def parse_v2(body: bytes, header_length: str | None) -> V2Request:
     """Parse a v2 inference request body (JSON, or JSON header plus binary tensors)."""
     header, binary = _split_binary(body, header_length)
-    doc = _json_object(header, "the request")
-    parameters = _object(doc.get("parameters", {}), "parameters")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list):
-        raise invalid(f"'inputs': expected a list of tensors, got {_kind(inputs)}")
-    expect_one_input(len(inputs))
-    tensor = _object(inputs[0], "inputs[0]")
-    name = _typed(tensor, "name", str, "inputs[0]")
-    datatype = _typed(tensor, "datatype", str, f"input {name!r}")
-    shape = _shape(tensor.get("shape"), name)
-    size = _object(tensor.get("parameters", {}), f"input {name!r} parameters").get(BINARY_SIZE)
+    try:
+        request = InferRequest.model_validate_json(header)
+    except ValidationError as exc:
+        raise invalid(_v2_message(exc, header)) from None
+    tensor = request.inputs[0]
+    parameters = request.parameters.model_dump(exclude_none=True)
+    size = tensor.parameters.binary_data_size
     if size is None:
-        raw = _json_tensor(tensor.get("data"), name, datatype, shape)
+        raw = _json_tensor(tensor.data, tensor.name, tensor.datatype, tensor.shape)
         if binary:
             raise invalid(f"{len(binary)} bytes of binary data but no input has {BINARY_SIZE}")
     else:
         if not isinstance(size, int) or size != len(binary):
             raise invalid(
-                f"input {name!r}: {BINARY_SIZE} is {size!r} but {len(binary)} bytes "
+                f"input {tensor.name!r}: {BINARY_SIZE} is {size!r} but {len(binary)} bytes "
                 f"follow the {len(header)}-byte JSON header"
             )
         raw = bytes(binary)
-    outputs, binary_output = _outputs(doc, parameters)
-    request_id = doc.get("id", "")
-    return V2Request(
-        str(request_id), name, datatype, shape, raw, parameters, outputs, binary_output
+    binary_output = parameters.get("binary_data_output") is True
+    for output in request.outputs:  # an output's own flag overrides the request's
+        if output.parameters.binary_data is not None:
+            binary_output = output.parameters.binary_data is True
+    query = Query(
+        tensor.name,
+        tensor.datatype,
+        tensor.shape,
+        raw,
+        parameters,
+        [output.name for output in request.outputs],
     )
+    request_id = "" if request.id is None else str(request.id)
+    return V2Request(request_id, query, binary_output)
+
+
+def _v2_message(exc: ValidationError, header: bytes) -> str:
+    """The message of a body the schema refused: what was expected where, and what came.
+
+    The first error is reported, in the order the fields are read; the body is parsed
+    again here (an error path) to name the input tensor and quote the whole shape.
+    """
+    error = exc.errors(include_url=False)[0]
+    loc, kind = error["loc"], error["type"]
+    if kind == "json_invalid":
+        return f"the request is not valid JSON: {error['msg']}"
+    got = _kind(None if kind == "missing" else error["input"])
+    doc = json.loads(header)
+    match loc:
+        case ():
+            return f"the request: expected a JSON object, got {got}"
+        case ("inputs",) if kind in ("too_long", "too_short"):
+            return f"expected 1 input tensor, got {len(error['input'])}"
+        case ("inputs",):
+            return f"'inputs': expected a list of tensors, got {got}"
+        case ("inputs", 0):
+            return f"inputs[0]: expected a JSON object, got {got}"
+        case ("inputs", 0, "name"):
+            return f"inputs[0]: expected 'name' (str), got {got}"
+        case ("inputs", 0, field, *_):
+            return _input_message(doc["inputs"][0], field, got)
+        case ("outputs",):
+            return f"'outputs': expected a list, got {got}"
+        case ("outputs", int(i)):
+            return f"outputs[{i}]: expected a JSON object, got {got}"
+        case ("outputs", int(i), "name"):
+            return f"outputs[{i}]: expected 'name' (str), got {got}"
+        case ("parameters",):
+            return f"parameters: expected a JSON object, got {got}"
+        case ("outputs", int(i), "parameters"):
+            return f"outputs[{i}] parameters: expected a JSON object, got {got}"
+        case _:
+            return f"{_where(loc)}: {error['msg']}, got {got}"
+
+
+def _input_message(tensor: Mapping[str, Any], field: object, got: str) -> str:
+    name = tensor["name"]
+    if field == "datatype":
+        return f"input {name!r}: expected 'datatype' (str), got {got}"
+    if field == "shape":
+        return f"input {name!r}: expected 'shape' (a list of integers), got {tensor['shape']!r}"
+    if field == "parameters":
+        return f"input {name!r} parameters: expected a JSON object, got {got}"
+    if tensor["datatype"] not in DATATYPES:  # as when the data is read: the datatype first
+        return f"input {name!r}: unknown datatype {tensor['datatype']!r}"
+    return f"input {name!r}: expected 'data' (a list) or {BINARY_SIZE}"
+
+
+def _where(loc: Sequence[int | str]) -> str:
+    """``outputs[0]`` or ``parameters`` from a location in the body."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)[1:]
 
 
 def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
@@ -128,22 +233,6 @@ def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memory
         )
     view = memoryview(body)
     return bytes(view[:length]), view[length:]
-
-
-def _outputs(doc: Mapping[str, Any], parameters: Mapping[str, object]) -> tuple[list[str], bool]:
-    """The output names asked for, and whether the answer should carry them as binary."""
-    binary = parameters.get("binary_data_output") is True
-    wanted = doc.get("outputs", [])
-    if not isinstance(wanted, list):
-        raise invalid(f"'outputs': expected a list, got {_kind(wanted)}")
-    names = []
-    for i, entry in enumerate(wanted):
-        output = _object(entry, f"outputs[{i}]")
-        names.append(_typed(output, "name", str, f"outputs[{i}]"))
-        flag = _object(output.get("parameters", {}), f"outputs[{i}] parameters").get("binary_data")
-        if flag is not None:
-            binary = flag is True
-    return names, binary
 
 
 def _json_tensor(data: object, name: str, datatype: str, shape: Sequence[int]) -> bytes:
@@ -273,21 +362,6 @@ def _json_object(text: bytes, what: str) -> dict[str, Any]:
 def _object(value: object, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid(f"{what}: expected a JSON object, got {_kind(value)}")
-    return value
-
-
-def _typed(doc: Mapping[str, Any], key: str, kind: type, what: str) -> Any:
-    value = doc.get(key)
-    if not isinstance(value, kind):
-        raise invalid(f"{what}: expected '{key}' ({kind.__name__}), got {_kind(value)}")
-    return value
-
-
-def _shape(value: object, name: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    ):
-        raise invalid(f"input {name!r}: expected 'shape' (a list of integers), got {value!r}")
     return value
 
 

@@ -3,8 +3,11 @@
 Clients speak the KServe v2 / Open Inference Protocol (Triton's ``tritonclient`` and
 ``perf_analyzer`` work as they are).  Each response carries the parameter
 ``parm_source`` (``original``, ``reconstructed`` or ``default``); a request may set
-``timeout_ms`` and ``parm_require_original``.  One exception boundary per request
-maps errors to gRPC status codes.
+``timeout_ms`` and ``parm_require_original``.  The servicer is a thin adapter: it
+turns a request into a `frontend.api.Query`, runs it through the one entry point
+(`frontend.api.Api`) and packages the answer; the one exception boundary
+(`frontend.api.refusal`) gives the gRPC status.  `Frontend` owns the model services,
+this server and the HTTP ones (`frontend.http`).
 """
 
 from __future__ import annotations
@@ -13,25 +16,20 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from common.clock import LoopClock
+from frontend.api import DEADLINE_MARGIN_S, VERSION, Api, Query, refusal
 from frontend.config import FrontendConfig
+from frontend.instances import InstanceLink
 from frontend.metrics import Metrics
 from frontend.model import ModelService, QueryError, Result
-from frontend.requests import (
-    SOURCE,
-    SOURCES,
-    check_outputs,
-    expect_one_input,
-    overall_source,
-    query_options,
-    split_rows,
-)
+from frontend.requests import SOURCE, SOURCES, expect_one_input, overall_source
 from proto import inference_pb2 as pb
-from proto import inference_pb2_grpc as pb_grpc
+from proto import servicer
 from proto.tensors import get_parameters
 
 if TYPE_CHECKING:
@@ -39,13 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
-
-#: Of a client's own gRPC deadline, the part kept for the answer's way back (at most this
-#: many seconds, and at most a tenth of the time left): an answer sent exactly at the
-#: client's deadline usually loses the race against the client's timer, so a default
-#: output would never reach a client that sets a gRPC deadline.
-DEADLINE_MARGIN_S = 0.01
+__all__ = ["DEADLINE_MARGIN_S", "VERSION", "Frontend", "InferenceServicer"]
 
 
 class Frontend:
@@ -54,8 +46,12 @@ class Frontend:
     def __init__(self, config: FrontendConfig) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.services = {m.name: ModelService(m, metrics=self.metrics) for m in config.models}
+        clock = LoopClock()
+        self.services = {
+            m.name: ModelService(m, clock, InstanceLink, self.metrics) for m in config.models
+        }
         self.metrics.watch(self.services.values)
+        self.api = Api(self.services, config)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
         self._http: list[HttpServer] = []
@@ -81,7 +77,7 @@ class Frontend:
                 *self.config.grpc_options,
             ]
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self), server)
+        InferenceServicer(self.api).register(server)
         self.grpc_port = server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.grpc_port}")
@@ -96,7 +92,8 @@ class Frontend:
 
         host, http_port, metrics_port = self.config.host, self.http_port, self.metrics_port
         if http_port is not None:
-            self._http.append(HttpServer(api_app(self), host, http_port, "v2 REST + Clipper"))
+            api = api_app(self.api)
+            self._http.append(HttpServer(api, host, http_port, "v2 REST + Clipper"))
             self.http_port = await self._http[-1].start()
         if metrics_port is not None:
             app = metrics_app(self.metrics)
@@ -105,7 +102,7 @@ class Frontend:
 
     @property
     def ready(self) -> bool:
-        return all(s.ready for s in self.services.values())
+        return self.api.ready
 
     async def wait_ready(self, timeout: float) -> None:
         """Return once every model can answer.
@@ -157,11 +154,47 @@ class Frontend:
                 self._crashed.set_exception(error)
                 self._crashed.exception()  # retrieved: it is logged above
 
+
+def packaged(
+    request: pb.ModelInferRequest, service: ModelService, results: list[Result]
+) -> pb.ModelInferResponse:
+    """The v2 answer to ``request``: the output rows and where each came from."""
+    response = pb.ModelInferResponse(model_name=service.name, model_version="1", id=request.id)
+    spec = service.output
+    response.outputs.add(name=spec.name, datatype=spec.datatype, shape=[len(results), *spec.shape])
+    response.raw_output_contents.append(b"".join(r.output.tobytes() for r in results))
+    sources = [r.source.value for r in results]
+    response.parameters[SOURCE].string_param = overall_source(sources)
+    if len(sources) > 1:
+        response.parameters[SOURCES].string_param = ",".join(sources)
+    return response
+
+
+class InferenceServicer(servicer.InferenceServicer):
+    """GRPCInferenceService over the frontend's entry point: health and metadata are
+    the shared `proto.servicer.InferenceServicer`; inference goes through `Api`."""
+
+    def __init__(self, api: Api) -> None:
+        super().__init__("parm-frontend", VERSION, ["parm"])
+        self._api = api
+
+    @property
+    def ready(self) -> bool:
+        return self._api.ready
+
+    def model(self, name: str, version: str) -> servicer.ModelInfo:
+        service = self._api.services.get(name)
+        if service is None:
+            raise servicer.ModelNotFound(f"unknown model {name!r}")
+        return servicer.ModelInfo(
+            service.name, ["1"], "parm", [service.input], [service.output], service.ready
+        )
+
     async def answer(
         self, request: pb.ModelInferRequest, time_left: float | None
     ) -> pb.ModelInferResponse:
         """Validate, run and package one inference request; raises QueryError."""
-        service = self.service(request.model_name)
+        service = self._api.service(request.model_name)
         expect_one_input(len(request.inputs))
         tensor = request.inputs[0]
         if len(request.raw_input_contents) != 1:
@@ -170,112 +203,24 @@ class Frontend:
                 f"input {tensor.name!r}: expected its data in raw_input_contents "
                 f"(1 entry), got {len(request.raw_input_contents)} entries",
             )
-        check_outputs(service.output, (wanted.name for wanted in request.outputs))
-        rows = split_rows(
-            service.input,
+        query = Query(
             tensor.name,
             tensor.datatype,
             tensor.shape,
             request.raw_input_contents[0],
-            max_bytes=self.config.max_request_bytes,
+            get_parameters(request.parameters),
+            [wanted.name for wanted in request.outputs],
         )
-        results = await self.run(service, rows, get_parameters(request.parameters), time_left)
-        response = pb.ModelInferResponse(model_name=service.name, model_version="1", id=request.id)
-        spec = service.output
-        response.outputs.add(name=spec.name, datatype=spec.datatype, shape=[len(rows), *spec.shape])
-        response.raw_output_contents.append(b"".join(r.output.tobytes() for r in results))
-        sources = [r.source.value for r in results]
-        response.parameters[SOURCE].string_param = overall_source(sources)
-        if len(sources) > 1:
-            response.parameters[SOURCES].string_param = ",".join(sources)
-        return response
-
-    def service(self, name: str) -> ModelService:
-        """The service of model ``name``; QueryError NOT_FOUND names the models served."""
-        service = self.services.get(name)
-        if service is None:
-            known = sorted(self.services)
-            raise QueryError("NOT_FOUND", f"unknown model {name!r}; serving {known}")
-        return service
-
-    async def run(
-        self,
-        service: ModelService,
-        rows: list[bytes],
-        parameters: Mapping[str, object],
-        time_left: float | None,
-    ) -> list[Result]:
-        """Answer validated ``rows`` under the request's ``parameters``, any front door.
-
-        ``time_left`` is the client's own deadline in seconds (a gRPC deadline, an
-        HTTP header), if it set one; raises QueryError.
-        """
-        options = query_options(parameters)
-        timeout = self._timeout(service, options.timeout_ms, time_left)
-        return await service.infer(rows, timeout, require_original=options.require_original)
-
-    def _timeout(
-        self, service: ModelService, timeout_ms: float | None, time_left: float | None
-    ) -> float:
-        """Seconds to the query's deadline: the tightest of the client's limits, else the SLO."""
-        limits = []
-        if time_left is not None:
-            if time_left <= 0:
-                raise QueryError("DEADLINE_EXCEEDED", "the client's deadline had already passed")
-            # Answer (default or DEADLINE_EXCEEDED) a little before the client's gRPC
-            # deadline fires, so that the answer still reaches it; see DEADLINE_MARGIN_S.
-            limits.append(time_left - min(DEADLINE_MARGIN_S, time_left / 10))
-        if timeout_ms is not None:
-            limits.append(timeout_ms / 1000)
-        if limits:
-            return min(limits)
-        slo = service.config.slo_ms or self.config.max_deadline_ms
-        return slo / 1000
-
-
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    """GRPCInferenceService over a Frontend."""
-
-    def __init__(self, frontend: Frontend) -> None:
-        self._frontend = frontend
-
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Any
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
-
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Any
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._frontend.ready)
-
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Any
-    ) -> pb.ModelReadyResponse:
-        service = await self._service(request.name, context)
-        return pb.ModelReadyResponse(ready=service.ready)
-
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Any
-    ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="parm-frontend", version=VERSION, extensions=["parm"])
-
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Any
-    ) -> pb.ModelMetadataResponse:
-        service = await self._service(request.name, context)
-        meta = pb.ModelMetadataResponse(name=service.name, versions=["1"], platform="parm")
-        for spec, field in ((service.input, meta.inputs), (service.output, meta.outputs)):
-            field.add(name=spec.name, datatype=spec.datatype, shape=[-1, *spec.shape])
-        return meta
+        return packaged(request, service, await self._api.infer(service, query, time_left))
 
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: Any
     ) -> pb.ModelInferResponse:
         try:
-            return await self._frontend.answer(request, context.time_remaining())
-        except QueryError as exc:
-            await context.abort(getattr(grpc.StatusCode, exc.status), exc.message)
+            return await self.answer(request, context.time_remaining())
+        except Exception as exc:
+            error = refusal(exc)
+            await context.abort(getattr(grpc.StatusCode, error.status), error.message)
             raise  # unreachable: abort raises
 
     async def ModelStreamInfer(
@@ -287,11 +232,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         async def one(request: pb.ModelInferRequest) -> None:
             try:
                 reply = pb.ModelStreamInferResponse(
-                    infer_response=await self._frontend.answer(request, context.time_remaining())
+                    infer_response=await self.answer(request, context.time_remaining())
                 )
-            except QueryError as exc:
+            except Exception as exc:
+                error = refusal(exc)
                 reply = pb.ModelStreamInferResponse(
-                    error_message=f"{exc.status}: {exc.message}",
+                    error_message=f"{error.status}: {error.message}",
                     infer_response=pb.ModelInferResponse(
                         id=request.id, model_name=request.model_name
                     ),
@@ -302,10 +248,3 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
         async with asyncio.TaskGroup() as group:
             async for request in request_iterator:
                 group.create_task(one(request))
-
-    async def _service(self, name: str, context: Any) -> ModelService:
-        service = self._frontend.services.get(name)
-        if service is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
-        assert service is not None
-        return service

@@ -17,9 +17,15 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from common.bundle import Manifest, TensorSpec
+from common.bundle import Manifest
 from proto import inference_pb2 as pb
-from proto.tensors import TensorError, dtype_of, tensor_from_contents, tensor_from_raw
+from proto.tensors import (
+    TensorError,
+    check_batch,
+    dtype_of,
+    tensor_from_contents,
+    tensor_from_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +43,6 @@ class InferError(Exception):
     def stream_message(self) -> str:
         """The ``error_message`` of a stream response: status name, colon, message."""
         return f"{self.code.name}: {self.message}"
-
-
-def shape_text(spec: TensorSpec) -> str:
-    """The batched shape of a spec as the protocol writes it, e.g. ``[-1, 64]``."""
-    return str([-1, *spec.shape])
 
 
 class ModelRunner:
@@ -111,14 +112,12 @@ class ModelRunner:
             got = [t.name for t in request.inputs]
             raise _invalid(f"expected 1 input {spec.name!r}, got {len(got)}: {got}")
         tensor = request.inputs[0]
-        where = f"input {spec.name!r}"
-        if tensor.name != spec.name:
-            raise _invalid(f"expected input {spec.name!r}, got {tensor.name!r}")
-        if tensor.datatype != spec.datatype:
-            raise _invalid(f"{where}: expected datatype {spec.datatype}, got {tensor.datatype}")
         shape = list(tensor.shape)
-        if len(shape) != 1 + len(spec.shape) or shape[0] < 1 or tuple(shape[1:]) != spec.shape:
-            raise _invalid(f"{where}: expected shape {shape_text(spec)}, got {shape}")
+        try:
+            check_batch(spec, tensor.name, tensor.datatype, shape)
+        except TensorError as exc:
+            raise _invalid(str(exc)) from None
+        where = f"input {spec.name!r}"
         raw = request.raw_input_contents
         try:
             if not raw:

@@ -28,7 +28,7 @@ from common.bundle import read_manifest
 from common.models import resolve_device
 from model_container.config import ContainerConfig
 from model_container.container import Container
-from model_container.servicer import InferenceServicer, _inference_handler, answer_stream_request
+from model_container.servicer import InferenceServicer, answer_stream_request
 from model_container.stream import FramedServer
 from proto.framing import MAX_FRAME_BYTES
 
@@ -55,8 +55,7 @@ async def _start_grpc(
             ("grpc.so_reuseport", 0),
         ]
     )
-    servicer = InferenceServicer(container, extensions)
-    server.add_generic_rpc_handlers((_inference_handler(servicer),))
+    InferenceServicer(container, extensions).register(server)
     health_servicer = health.aio.HealthServicer()
     for service in ("", container.name):
         await health_servicer.set(service, NOT_SERVING)

@@ -1,27 +1,22 @@
-"""The v2 ``GRPCInferenceService`` of a model container, over a `Container`."""
+"""The v2 ``GRPCInferenceService`` of a model container, over a `Container`.
+
+Health and metadata are the shared `proto.servicer.InferenceServicer`; this adds the
+container's model (`model`) and inference.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from importlib import metadata
 from typing import Any
 
-import grpc
-
-from common.bundle import TensorSpec
 from model_container.container import Container
 from model_container.runner import MODEL_VERSION, InferError
 from proto import inference_pb2 as pb
+from proto import servicer
 
-SERVICE = "inference.GRPCInferenceService"
 SERVER_NAME = "parm-model-container"
 PLATFORM = "pytorch"
-
-
-def _tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
-    return pb.ModelMetadataResponse.TensorMetadata(
-        name=spec.name, datatype=spec.datatype, shape=[-1, *spec.shape]
-    )
 
 
 def _server_version() -> str:
@@ -31,51 +26,32 @@ def _server_version() -> str:
         return "0+unknown"
 
 
-class InferenceServicer:
+class InferenceServicer(servicer.InferenceServicer):
     """The v2 ``GRPCInferenceService`` (the seven RPCs in proto/inference.proto)."""
 
-    def __init__(self, container: Container, extensions: list[str]) -> None:
+    # Triton's answer for a model it does not serve: not ready (rather than an error).
+    unknown_model_ready = False
+
+    def __init__(self, container: Container, extensions: Sequence[str]) -> None:
+        super().__init__(SERVER_NAME, _server_version(), extensions)
         self._c = container
-        self._metadata = pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=_server_version(), extensions=extensions
-        )
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Any
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+    @property
+    def ready(self) -> bool:
+        return self._c.ready
 
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Any
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._c.ready)
-
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Any
-    ) -> pb.ModelReadyResponse:
-        ready = self._c.ready and request.name == self._c.name
-        return pb.ModelReadyResponse(ready=ready and request.version in ("", MODEL_VERSION))
-
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Any
-    ) -> pb.ServerMetadataResponse:
-        return self._metadata
-
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Any
-    ) -> pb.ModelMetadataResponse:
-        if request.name != self._c.name:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"model {request.name!r} not found: this container serves {self._c.name!r}",
+    def model(self, name: str, version: str) -> servicer.ModelInfo:
+        if name != self._c.name:
+            raise servicer.ModelNotFound(
+                f"model {name!r} not found: this container serves {self._c.name!r}"
             )
-        m = self._c.manifest
-        return pb.ModelMetadataResponse(
-            name=self._c.name,
-            versions=[MODEL_VERSION],
-            platform=PLATFORM,
-            inputs=[_tensor_metadata(s) for s in m.inputs],
-            outputs=[_tensor_metadata(s) for s in m.outputs],
+        if version not in ("", MODEL_VERSION):
+            raise servicer.ModelNotFound(
+                f"model {name!r} version {version!r} not found: expected {MODEL_VERSION!r}"
+            )
+        m = self._c.manifest  # metadata comes from the manifest, before the weights load
+        return servicer.ModelInfo(
+            self._c.name, [MODEL_VERSION], PLATFORM, m.inputs, m.outputs, self._c.ready
         )
 
     async def ModelInfer(
@@ -110,33 +86,3 @@ async def answer_stream_request(
         answer.infer_response.id = request.id
         answer.infer_response.model_name = request.model_name
     return answer
-
-
-def _inference_handler(servicer: InferenceServicer) -> Any:
-    """The service's method table, as ``add_GRPCInferenceServiceServicer_to_server`` builds.
-
-    Written out because the generated ``inference_pb2_grpc`` is untyped; the method
-    paths (``/inference.GRPCInferenceService/<rpc>``) are what Triton's clients call.
-    """
-    unary = grpc.unary_unary_rpc_method_handler
-    rpcs: dict[str, Any] = {
-        name: unary(
-            getattr(servicer, name),
-            request_deserializer=request.FromString,
-            response_serializer=response.SerializeToString,
-        )
-        for name, request, response in (
-            ("ServerLive", pb.ServerLiveRequest, pb.ServerLiveResponse),
-            ("ServerReady", pb.ServerReadyRequest, pb.ServerReadyResponse),
-            ("ModelReady", pb.ModelReadyRequest, pb.ModelReadyResponse),
-            ("ServerMetadata", pb.ServerMetadataRequest, pb.ServerMetadataResponse),
-            ("ModelMetadata", pb.ModelMetadataRequest, pb.ModelMetadataResponse),
-            ("ModelInfer", pb.ModelInferRequest, pb.ModelInferResponse),
-        )
-    }
-    rpcs["ModelStreamInfer"] = grpc.stream_stream_rpc_method_handler(
-        servicer.ModelStreamInfer,
-        request_deserializer=pb.ModelInferRequest.FromString,
-        response_serializer=pb.ModelStreamInferResponse.SerializeToString,
-    )
-    return grpc.method_handlers_generic_handler(SERVICE, rpcs)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from common.bundle import TensorSpec
 from common.datatypes import DATATYPES
 from proto import inference_pb2 as pb
 
@@ -72,6 +73,26 @@ def _checked_shape(shape: Sequence[int]) -> tuple[int, ...]:
     if any(d < 0 for d in dims):
         raise TensorError(f"shape {list(dims)} has a negative dimension")
     return dims
+
+
+def batch_shape_text(spec: TensorSpec) -> str:
+    """The batched shape of a spec as the protocol writes it, e.g. ``[-1, 64]``."""
+    return str([-1, *spec.shape])
+
+
+def check_batch(spec: TensorSpec, name: str, datatype: str, shape: Sequence[int]) -> None:
+    """A request's input tensor must be a batch ``[n >= 1, *spec.shape]`` of ``spec``.
+
+    The one check of a tensor's signature, shared by the frontend and the containers;
+    raises TensorError naming what was expected and what came.
+    """
+    if name != spec.name:
+        raise TensorError(f"expected input {spec.name!r}, got {name!r}")
+    if datatype != spec.datatype:
+        raise TensorError(f"input {name!r}: expected datatype {spec.datatype}, got {datatype}")
+    if len(shape) != len(spec.shape) + 1 or tuple(shape[1:]) != spec.shape or shape[0] < 1:
+        expected = batch_shape_text(spec)
+        raise TensorError(f"input {name!r}: expected shape {expected}, got {list(shape)}")
 
 
 def tensor_from_raw(datatype: str, shape: Sequence[int], raw: bytes) -> npt.NDArray[Any]:
