@@ -136,8 +136,8 @@ class ShuffleSpec:
         gap = f", mean gap {self.gap_ms:g} ms" if self.gap_ms else ""
         return (
             f"network shuffles: {self.concurrency} concurrent {self.min_mb:g}-{self.max_mb:g} MB "
-            f"loopback transfers between random instance pairs, through the instances' "
-            f"own processes{gap}"
+            f"loopback transfers between random instance pairs, through a sidecar process "
+            f"next to each instance{gap}"
         )
 
 

@@ -7,8 +7,9 @@ wraps the frontend's coordinator (``frontend.core.Coordinator``) and notes the t
 of every ``SendData`` action and of the ``TaskCompleted`` event that answers it.  That
 difference is a task's round trip *as the frontend sees it*: the instance's padded
 service, its transport, and everything the busy machine does to both.  Each round trip
-is filed as *busy* when its instance was taking part in a shuffle transfer at the
-moment of sending (the shuffle controller knows), else *idle*.
+is filed as *busy* when its instance's sidecar (``bench.contention.sidecar``) was
+taking part in a shuffle transfer at the moment of sending (the shuffle controller
+knows), else *idle*.
 
 The simulator then draws a task's time from the busy or the idle round trips according
 to whether its instance is in a simulated transfer, takes transfer durations from the
