@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def _base_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="architecture", help="mlp, lenet5, resnet18, vgg11")
     p.add_argument("--arch-args", type=json.loads, help="JSON, e.g. '{\"hidden\": [200, 100]}'")
     p.add_argument("--label-smoothing", type=float)
-    p.set_defaults(run=_train_base)
+    p.set_defaults(run=_train, what="base")
 
 
 def _parity_parser(p: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def _parity_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch-args", type=json.loads, help="JSON overrides of the architecture")
     p.add_argument("--init-from-base", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--groups-per-epoch", type=int, help="default: the training set size")
-    p.set_defaults(run=_train_parity)
+    p.set_defaults(run=_train, what="parity")
 
 
 def _learned_parser(p: argparse.ArgumentParser) -> None:
@@ -107,7 +108,7 @@ def _learned_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder", help="mlp")
     p.add_argument("--loss", help="mse or kl")
     p.add_argument("--groups-per-epoch", type=int)
-    p.set_defaults(run=_train_learned)
+    p.set_defaults(run=_train, what="learned")
 
 
 def config_from_args(cls: type[Any], args: argparse.Namespace) -> Any:
@@ -120,43 +121,34 @@ def config_from_args(cls: type[Any], args: argparse.Namespace) -> Any:
     return cls(**{f: getattr(args, f) for f in names if getattr(args, f) is not None})
 
 
-def _train_base(args: argparse.Namespace) -> int:
-    from train.base import BaseConfig, train_base
+def _train(args: argparse.Namespace) -> int:
+    """``parm train base|parity|learned``: every trainer but ``base`` trains for ``--base``."""
     from train.data import load_dataset
 
-    config = config_from_args(BaseConfig, args)
+    config_class, train = _trainer(args.what)
+    config = config_from_args(config_class, args)
     split = load_dataset(args.dataset, download=args.download)
-    manifest = train_base(
-        split, config, args.out, name=_name(args), device=args.device, checkpoint=True
+    for_base = () if args.what == "base" else (args.base,)
+    result = train(
+        *for_base, split, config, args.out, name=_name(args), device=args.device, checkpoint=True
     )
-    _print_summary(args.out, manifest.metrics)
+    _print_summary(args.out, result if isinstance(result, dict) else result.metrics)
     return 0
 
 
-def _train_parity(args: argparse.Namespace) -> int:
-    from train.data import load_dataset
-    from train.parity import ParityConfig, train_parity
+def _trainer(what: str) -> tuple[type[Any], Callable[..., Any]]:
+    """The config class and training function of ``parm train WHAT`` (this imports torch)."""
+    if what == "base":
+        from train.base import BaseConfig, train_base
 
-    config = config_from_args(ParityConfig, args)
-    split = load_dataset(args.dataset, download=args.download)
-    manifest = train_parity(
-        args.base, split, config, args.out, name=_name(args), device=args.device, checkpoint=True
-    )
-    _print_summary(args.out, manifest.metrics)
-    return 0
+        return BaseConfig, train_base
+    if what == "parity":
+        from train.parity import ParityConfig, train_parity
 
-
-def _train_learned(args: argparse.Namespace) -> int:
-    from train.data import load_dataset
+        return ParityConfig, train_parity
     from train.learned import LearnedConfig, train_learned
 
-    config = config_from_args(LearnedConfig, args)
-    split = load_dataset(args.dataset, download=args.download)
-    metrics = train_learned(
-        args.base, split, config, args.out, name=_name(args), device=args.device, checkpoint=True
-    )
-    _print_summary(args.out, metrics)
-    return 0
+    return LearnedConfig, train_learned
 
 
 def _eval(args: argparse.Namespace) -> int:

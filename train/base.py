@@ -8,7 +8,6 @@ manifest's ``preprocessing`` so that serving normalises exactly as training did.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from math import prod
@@ -23,18 +22,17 @@ from common.models import Preprocess, save_bundle
 from train.augment import augment, check_augmentation, resolve
 from train.common import (
     METRICS_FILE,
+    Run,
     input_spec,
     input_stats,
     json_bytes,
     output_spec,
     predict,
-    resolve_device,
     seeded_build,
     top1,
-    torch_threads,
 )
-from train.data import Split, training_parts
-from train.loop import CHECKPOINT_FILE, RunStopped, TrainConfig, Trainer
+from train.data import Split
+from train.loop import TrainConfig, Trainer
 
 
 @dataclass(frozen=True)
@@ -85,35 +83,30 @@ def train_base(
     run with the same config continues from it.  ``stop_after`` ends the run after that
     epoch by raising `RunStopped` (the checkpoint can resume it), without a bundle.
     """
-    start = time.perf_counter()
-    bundle_dir, dev = Path(bundle_dir), resolve_device(device)
-    (x, y), (x_val, y_val) = training_parts(split, config.val_fraction, config.seed, dev)
+    run = Run.start(split, config, bundle_dir, device, checkpoint)
+    x, y, x_val, y_val = run.x, run.y, run.x_val, run.y_val
     preprocessing = input_stats(x)
     arch_args = arch_args_for(config.architecture, config.arch_args, split)
     net = seeded_build(config.architecture, arch_args, config.seed)
-    model = nn.Sequential(Preprocess(preprocessing["mean"], preprocessing["std"]), net).to(dev)
-    ckpt = bundle_dir / CHECKPOINT_FILE if checkpoint else None
-    with torch_threads(config.threads):
-        trainer = fit_classifier(model, x, y, config, split.augmentation, ckpt)
+    model = nn.Sequential(Preprocess(preprocessing["mean"], preprocessing["std"]), net)
+    model = model.to(run.device)
+    check_augmentation(config.augment, split.augmentation, x)
+    with run.threads():
+        trainer = run.trainer(model, len(x), config.seed)
 
         def validate() -> float | None:
             return top1(predict(model, x_val), y_val) if len(x_val) else None
 
         epoch = partial(classifier_epoch, x=x, y=y, config=config, dataset_aug=split.augmentation)
-        trainer.run(epoch, validate, eval_every=config.eval_every, stop_after=stop_after)
-        if trainer.epoch < config.epochs:
-            raise RunStopped(f"stopped after epoch {trainer.epoch}; checkpoint in {bundle_dir}")
-        test_logits = predict(model, torch.from_numpy(split.x_test).to(dev))
+        run.train(trainer, epoch, validate, stop_after)
+        test_logits = predict(model, torch.from_numpy(split.x_test).to(run.device))
     metrics = {
-        "A_a": top1(test_logits, torch.from_numpy(split.y_test).to(dev)),
+        "A_a": top1(test_logits, torch.from_numpy(split.y_test).to(run.device)),
         "val_accuracy": trainer.best_score if len(x_val) else None,
-        "best_epoch": trainer.best_epoch,
-        "train_seconds": round(time.perf_counter() - start, 3),
-        "dataset": split.name,
-        "config": config.to_json(),
+        **run.summary(trainer, split),
     }
     manifest = save_bundle(
-        bundle_dir,
+        run.out,
         name=name,
         role="base",
         architecture=config.architecture,
@@ -127,29 +120,6 @@ def train_base(
     )
     trainer.save()  # the bundle replaced the folder: keep the final checkpoint beside it
     return manifest
-
-
-def fit_classifier(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    config: BaseConfig,
-    dataset_augmentation: str,
-    checkpoint: Path | None,
-) -> Trainer:
-    """The `Trainer` of a cross-entropy classifier run, resumed from ``checkpoint`` if any."""
-    check_augmentation(config.augment, dataset_augmentation, x)
-    steps = -(-len(x) // config.batch_size)
-    trainer = Trainer(
-        model,
-        model.parameters(),
-        config.optimisation(steps),
-        config.seed,
-        config.to_json(),
-        checkpoint,
-    )
-    trainer.resume()
-    return trainer
 
 
 def classifier_epoch(

@@ -1,11 +1,19 @@
-"""Small helpers shared by the trainers: devices, seeding, threads, statistics, specs."""
+"""What the trainers share: the run prologue (`Run`), devices, seeding, threads, statistics.
+
+Every trainer (`train.base`, `train.parity`, `train.learned`) starts the same way: pick
+the device, split off the validation part, run with the configured threads, build a
+`Trainer` resumed from the run folder's checkpoint, train to the last epoch (or stop
+early, resumable) and record the same metrics.  `Run` is that prologue, written once.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +23,8 @@ from torch import nn
 from common import models
 from common.bundle import TensorSpec
 from common.models import build
-from train.data import Split
+from train.data import Split, training_parts
+from train.loop import CHECKPOINT_FILE, RunStopped, TrainConfig, Trainer
 
 METRICS_FILE = "metrics.json"
 
@@ -99,3 +108,71 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(json_bytes(data))
     os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    """One training run's setup: its folder, device, data parts, checkpoint and clock.
+
+    A trainer calls `start`, builds its model under `threads`, gets its `trainer`
+    (resumed from the checkpoint when there is one), calls `train` and adds `summary`
+    to its metrics.
+    """
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    x: torch.Tensor  # (N, *sample): the training part
+    y: torch.Tensor  # (N,)
+    x_val: torch.Tensor  # (V, *sample): the validation part (V may be 0)
+    y_val: torch.Tensor  # (V,)
+    checkpoint: Path | None
+    started: float
+    seconds: float = 0.0  # training time, set by `train`
+
+    @classmethod
+    def start(
+        cls, split: Split, config: TrainConfig, out: str | Path, device: str, checkpoint: bool
+    ) -> Run:
+        """Start the clock, resolve ``device`` and split ``split``'s training data."""
+        started, out, dev = time.perf_counter(), Path(out), resolve_device(device)
+        (x, y), (x_val, y_val) = training_parts(split, config.val_fraction, config.seed, dev)
+        ckpt = out / CHECKPOINT_FILE if checkpoint else None
+        return cls(config, out, dev, x, y, x_val, y_val, ckpt, started)
+
+    def threads(self) -> contextlib.AbstractContextManager[None]:
+        """Torch's intra-op pool at the configured number of threads."""
+        return torch_threads(self.config.threads)
+
+    def trainer(self, model: nn.Module, per_epoch: int, seed: int) -> Trainer:
+        """The `Trainer` of ``model`` over ``per_epoch`` examples an epoch, resumed."""
+        steps = -(-per_epoch // self.config.batch_size)
+        config = self.config
+        trainer = Trainer(
+            model, model.parameters(), config.optimisation(steps), seed, config.to_json(),
+            self.checkpoint,
+        )  # fmt: skip
+        trainer.resume()
+        return trainer
+
+    def train(
+        self,
+        trainer: Trainer,
+        epoch: Callable[[Trainer], float],
+        validate: Callable[[], float | None],
+        stop_after: int | None,
+    ) -> None:
+        """Train to the last epoch; `RunStopped` when ``stop_after`` ends it before."""
+        trainer.run(epoch, validate, eval_every=self.config.eval_every, stop_after=stop_after)
+        if trainer.epoch < self.config.epochs:
+            raise RunStopped(f"stopped after epoch {trainer.epoch}; checkpoint in {self.out}")
+        self.seconds = time.perf_counter() - self.started
+
+    def summary(self, trainer: Trainer, split: Split) -> dict[str, Any]:
+        """The metrics every run records: best epoch, training time, data set, config."""
+        return {
+            "best_epoch": trainer.best_epoch,
+            "train_seconds": round(self.seconds, 3),
+            "dataset": split.name,
+            "config": self.config.to_json(),
+        }

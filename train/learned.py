@@ -16,7 +16,6 @@ the frontend to run the encoder and decoder bundles (model containers can serve 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from math import prod
 from pathlib import Path
@@ -32,17 +31,16 @@ from train.augment import Augmentation, augment, check_augmentation
 from train.base import image_shape
 from train.common import (
     METRICS_FILE,
+    Run,
     input_stats,
     predict,
-    resolve_device,
     seeded_build,
     top1,
-    torch_threads,
     write_json,
 )
-from train.data import Split, training_parts
+from train.data import Split
 from train.evaluate import eval_groups
-from train.loop import CHECKPOINT_FILE, RunStopped, TrainConfig, Trainer
+from train.loop import TrainConfig, Trainer
 from train.parity import frozen_model, random_groups
 
 ENCODERS = {"mlp": "mlp-encoder", "conv": "conv-encoder"}
@@ -172,25 +170,17 @@ def train_learned(
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Learn an encoder and decoder for the base bundle at ``base_dir``; returns metrics."""
-    start = time.perf_counter()
-    out, dev = Path(out_dir), resolve_device(device)
-    base_manifest, base = frozen_model(base_dir, dev)
-    (x, _), (x_val, y_val) = training_parts(split, config.val_fraction, config.seed, dev)
-    with torch_threads(config.threads):
+    run = Run.start(split, config, out_dir, device, checkpoint)
+    base_manifest, base = frozen_model(base_dir, run.device)
+    x, x_val, y_val = run.x, run.x_val, run.y_val
+    with run.threads():
         nets = _networks(config, base_manifest, x)
-        model = nets.module(base).to(dev)
+        model = nets.module(base).to(run.device)
         how = check_augmentation(config.augment, split.augmentation, x)
-        steps = -(-(config.groups_per_epoch or len(x)) // config.batch_size)
-        trainer = Trainer(
-            model,
-            model.parameters(),
-            config.optimisation(steps),
-            config.seed + 2,
-            config.to_json(),
-            out / CHECKPOINT_FILE if checkpoint else None,
-        )
-        trainer.resume()
-        val_groups = eval_groups(len(x_val), config.k, config.val_rounds, config.seed).to(dev)
+        # the code gets its own draw of the data order (seed + 2)
+        trainer = run.trainer(model, config.groups_per_epoch or len(x), config.seed + 2)
+        val_groups = eval_groups(len(x_val), config.k, config.val_rounds, config.seed)
+        val_groups = val_groups.to(run.device)
 
         def validate() -> float | None:
             if len(x_val) < config.k:
@@ -198,23 +188,11 @@ def train_learned(
             return learned_accuracy(model, base, x_val, y_val, config.k, val_groups)["A_d"]
 
         job = LearnedJob(config, base, x, how)
-        trainer.run(
-            lambda t: learned_epoch(t, job),
-            validate,
-            eval_every=config.eval_every,
-            stop_after=stop_after,
-        )
-        if trainer.epoch < config.epochs:
-            raise RunStopped(f"stopped after epoch {trainer.epoch}; checkpoint in {out}")
-        metrics = _test_metrics(model, base, split, config, dev)
-    metrics |= {
-        "train_seconds": round(time.perf_counter() - start, 3),
-        "best_epoch": trainer.best_epoch,
-        "dataset": split.name,
-        "config": config.to_json(),
-    }
-    _save_code(out, name, config, base_manifest, nets, metrics)
-    write_json(out / METRICS_FILE, metrics | {"history": trainer.history})
+        run.train(trainer, lambda t: learned_epoch(t, job), validate, stop_after)
+        metrics = _test_metrics(model, base, split, config, run.device)
+    metrics |= run.summary(trainer, split)
+    _save_code(run.out, name, config, base_manifest, nets, metrics)
+    write_json(run.out / METRICS_FILE, metrics | {"history": trainer.history})
     trainer.save()
     return metrics
 

@@ -19,7 +19,6 @@ Encoding and decoding go through `common.codes`: the exact arithmetic of the fro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,17 +34,16 @@ from common.models import Preprocess, load_model, load_weights, save_bundle
 from train.augment import Augmentation, augment, check_augmentation
 from train.common import (
     METRICS_FILE,
+    Run,
     input_stats,
     json_bytes,
     predict,
-    resolve_device,
     seeded_build,
     top1,
-    torch_threads,
 )
-from train.data import Split, training_parts
+from train.data import Split
 from train.evaluate import degraded, eval_groups, evaluate_models
-from train.loop import CHECKPOINT_FILE, RunStopped, TrainConfig, Trainer
+from train.loop import TrainConfig, Trainer
 
 LOSSES = ("mse", "kl", "ce")
 DATA_ARGS = ("input_shape", "in_features", "num_classes")  # fixed by the data set
@@ -200,38 +198,24 @@ def train_parity(
 
     ``checkpoint`` and ``stop_after`` work as in `train.base.train_base`.
     """
-    start = time.perf_counter()
-    bundle_dir, dev = Path(bundle_dir), resolve_device(device)
     code = _code(config)
-    base_manifest, base = frozen_model(base_dir, dev)
-    (x, y), (x_val, y_val) = training_parts(split, config.val_fraction, config.seed, dev)
-    with torch_threads(config.threads):
-        net = ParityNet.build(base_dir, base_manifest, config, code, x)
-        parity = net.model().to(dev)
-        job = _job(config, code, base, x, y, split.augmentation)
-        trainer = _trainer(
-            parity, config, len(x), bundle_dir / CHECKPOINT_FILE if checkpoint else None
-        )
-        validate = _validator(config, code, base, parity, x_val, y_val)
-        trainer.run(
-            lambda t: parity_epoch(t, job), validate, eval_every=config.eval_every,
-            stop_after=stop_after,
-        )  # fmt: skip
-        if trainer.epoch < config.epochs:
-            raise RunStopped(f"stopped after epoch {trainer.epoch}; checkpoint in {bundle_dir}")
-        seconds = time.perf_counter() - start
+    run = Run.start(split, config, bundle_dir, device, checkpoint)
+    base_manifest, base = frozen_model(base_dir, run.device)
+    with run.threads():
+        net = ParityNet.build(base_dir, base_manifest, config, code, run.x)
+        parity = net.model().to(run.device)
+        job = _job(config, code, base, run.x, run.y, split.augmentation)
+        # parity models get their own draw of the data order (seed + 1)
+        trainer = run.trainer(parity, config.groups_per_epoch or len(run.x), config.seed + 1)
+        validate = _validator(config, code, base, parity, run.x_val, run.y_val)
+        run.train(trainer, lambda t: parity_epoch(t, job), validate, stop_after)
         metrics = _test_metrics(base, parity, split, config)
-    metrics |= {
-        "val_A_d": trainer.best_score if len(x_val) else None,
-        "best_epoch": trainer.best_epoch,
-        "train_seconds": round(seconds, 3),
-        "dataset": split.name,
-        "config": config.to_json(),
-    }
+    metrics |= {"val_A_d": trainer.best_score if len(run.x_val) else None}
+    metrics |= run.summary(trainer, split)
     info = ParityInfo(
         config.k, code.name, base_manifest.weights_sha256, base_manifest.name, code.r, config.index
     )
-    manifest = net.save(bundle_dir, name, base_manifest, info, metrics, trainer.history)
+    manifest = net.save(run.out, name, base_manifest, info, metrics, trainer.history)
     trainer.save()  # the bundle replaced the folder: keep the final checkpoint beside it
     return manifest
 
@@ -316,20 +300,6 @@ def _job(
     how = check_augmentation(config.augment, aug, x)
     base_out = None if how.active else predict(base, x)  # F is frozen: compute it once
     return ParityJob(config, code, base, x, y, how, base_out)
-
-
-def _trainer(parity: nn.Module, config: ParityConfig, n: int, checkpoint: Path | None) -> Trainer:
-    steps = -(-(config.groups_per_epoch or n) // config.batch_size)
-    trainer = Trainer(
-        parity,
-        parity.parameters(),
-        config.optimisation(steps),
-        config.seed + 1,
-        config.to_json(),
-        checkpoint,
-    )
-    trainer.resume()
-    return trainer
 
 
 def _validator(
