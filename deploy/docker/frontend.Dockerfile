@@ -8,7 +8,11 @@
 #
 #   docker run -v $PWD/frontend.toml:/etc/parm/frontend.toml:ro -v BUNDLES:/bundles:ro \
 #     -p 8000-8002:8000-8002 parm-frontend:latest
-FROM python:3.11-slim
+#
+# BASE: any image with python 3.11 and pip on PATH (`make images` passes a local Debian
+# base where Docker Hub cannot be reached; see deploy/engine/engine.sh).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /opt/parm
