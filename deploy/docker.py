@@ -183,17 +183,7 @@ def _model_config(
             if s.model == model.name and s.instance.startswith(role)
         )
 
-    parity = model.parity
-    return ModelConfig(
-        name=model.name,
-        base_bundle=BUNDLES / model.base.name,
-        parity_bundle=BUNDLES / parity.name if parity else None,
-        data=addresses("data-"),
-        parity=addresses("parity-"),
-        mode=model.mode,
-        k=model.k,
-        **model.settings,
-    )
+    return model.model_config(addresses("data-"), addresses("parity-"), BUNDLES)
 
 
 # ---------------------------------------------------------------- carrying it out

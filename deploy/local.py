@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -105,26 +104,12 @@ class LocalCluster:
     def _model_config(self, model: ModelDeployment) -> ModelConfig:
         def addresses(prefix: str) -> tuple[InstanceAddress, ...]:
             return tuple(
-                dataclasses.replace(inst.address, parity_index=model.parity_index(name))
-                if prefix == "parity-"
-                else inst.address
+                inst.address
                 for (m, name), inst in self.instances.items()
                 if m == model.name and name.startswith(prefix)
             )
 
-        bundles = model.parity_bundles
-        return ModelConfig(
-            name=model.name,
-            base_bundle=model.base,
-            parity_bundle=bundles[0] if len(bundles) == 1 else None,
-            parity_bundles=bundles if len(bundles) > 1 else (),
-            r=model.r,
-            data=addresses("data-"),
-            parity=addresses("parity-"),
-            mode=model.mode,
-            k=model.k,
-            **model.settings,
-        )
+        return model.model_config(addresses("data-"), addresses("parity-"))
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -120,6 +120,30 @@ class ModelDeployment:
             return self.parity_bundles[self.parity_index(instance)]
         return self.base
 
+    def model_config(
+        self,
+        data: tuple[InstanceAddress, ...],
+        parity: tuple[InstanceAddress, ...],
+        bundle_dir: Path | None = None,
+    ) -> ModelConfig:
+        """The frontend's settings of this model over its instances at ``data``/``parity``.
+
+        Each parity instance gets the index of the parity model it serves.  ``bundle_dir``
+        is where the bundles are seen from (a container's mount), if not where they are.
+        """
+
+        def seen(path: Path) -> Path:
+            return path if bundle_dir is None else bundle_dir / path.name
+
+        indexed = tuple(
+            dataclasses.replace(a, parity_index=self.parity_index(a.name)) for a in parity
+        )
+        parities = tuple(seen(p) for p in self.parity_bundles)
+        entry = ModelEntry(
+            self.name, seen(self.base), parities, self.k, self.mode, {**self.settings}
+        )
+        return entry.model_config(data, indexed)
+
 
 @dataclass(frozen=True)
 class Deployment:

@@ -198,3 +198,18 @@ def test_a_model_entry_becomes_the_frontends_model_config(
     assert config.parity_bundle == (tmp_path / single if single else None)
     assert config.parity_bundles == tuple(tmp_path / p for p in several)
     assert (config.r, config.mode, config.batch_size, config.data) == (r, Mode.NONE, 4, data)
+
+
+def test_a_deployed_model_tells_the_frontend_its_bundles_and_parity_indices() -> None:
+    model = ModelDeployment(
+        "m", Path("/srv/b"), parities=(Path("/srv/p0"), Path("/srv/p1")), parity_instances=3,
+        settings={"code": "linear"},
+    )  # fmt: skip
+    data = (InstanceAddress("data-0", "h:1"), InstanceAddress("data-1", "h:2"))
+    parity = tuple(InstanceAddress(f"parity-{i}", f"h:{3 + i}") for i in range(3))
+    config = model.model_config(data, parity, bundle_dir=Path("/bundles"))
+    assert [a.parity_index for a in config.parity] == [0, 1, 0]
+    assert config.base_bundle == Path("/bundles/b")
+    assert config.parity_bundle_paths() == (Path("/bundles/p0"), Path("/bundles/p1"))
+    assert (config.r, config.code, config.data) == (2, "linear", data)
+    assert model.model_config(data, parity).base_bundle == Path("/srv/b")
