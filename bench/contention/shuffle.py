@@ -43,6 +43,7 @@ class ShuffleServer:
         self.sent = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[asyncio.StreamWriter] = set()
         self._chunk = bytes(CHUNK)
 
     async def start(self, host: str, port: int) -> int:
@@ -55,8 +56,11 @@ class ShuffleServer:
         """Stop accepting and end every transfer in progress."""
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel("shuffle sidecar closing")
+        # Cut the connections rather than cancel their handlers: a handler then ends
+        # like any transfer cut short (asyncio 3.11 logs a cancelled handler's task
+        # as an error).
+        for writer in list(self._connections):
+            writer.transport.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
@@ -65,6 +69,7 @@ class ShuffleServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._connections.add(writer)
         try:
             header = (await reader.readline()).split()
             if header[:1] == [b"SINK"]:
@@ -78,6 +83,7 @@ class ShuffleServer:
             pass  # a transfer cut short is simply over
         finally:
             self._tasks.discard(task)
+            self._connections.discard(writer)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

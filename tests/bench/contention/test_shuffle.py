@@ -44,3 +44,22 @@ def test_shuffles_move_the_drawn_bytes_between_sidecars_and_stop_cleanly():
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_closing_a_sidecar_cuts_its_transfers_without_errors(caplog):
+    async def scenario() -> list[ShuffleServer]:
+        servers = [ShuffleServer() for _ in range(2)]
+        ports = [await s.start("127.0.0.1", 0) for s in servers]
+        endless = ShuffleSpec(concurrency=2, min_mb=1e6, max_mb=1e6)  # a terabyte each
+        shuffler = Shuffler(ports, endless)
+        shuffler.start()
+        await until(lambda: sum(s.received for s in servers) > 0)  # under way
+        for server in servers:
+            await server.close()
+        await shuffler.stop()
+        assert shuffler.transfers == 0  # cut short, never DONE
+        return servers
+
+    servers = asyncio.run(scenario())
+    assert [len(s._tasks) for s in servers] == [0, 0]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
