@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.train.test_formats import idx_bytes
 from train.data import DatasetError, Split, hold_out, load_dataset, load_digits
-from train.formats import DataFormatError, read_cifar_batch, read_idx
+from train.formats import DataFormatError
 
 
 def test_shapes_and_dtypes(split: Split):
@@ -83,12 +84,6 @@ def test_npz_inconsistent_arrays_are_refused(tmp_path: Path, changes, message):
 # -- idx -----------------------------------------------------------------------------
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    code = {np.uint8: 0x08, np.int16: 0x0B, np.float32: 0x0D}[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
 def write_idx_set(folder: Path, *, gz: bool, seed: int = 0) -> dict[str, np.ndarray]:
     """The four MNIST files, 6 training and 4 test images of 28x28."""
     rng = np.random.default_rng(seed)
@@ -121,39 +116,6 @@ def test_idx_folders(tmp_path: Path, kind: str, sub: str, gz: bool):
     assert np.array_equal(s.x_train[:, 0], arrays["train-images-idx3-ubyte"])
     assert s.y_test.tolist() == [0, 9, 3, 3]
     assert s.augmentation == ("shift-rotate" if kind == "mnist" else "shift-flip")
-
-
-def test_idx_reads_other_types_big_endian(tmp_path: Path):
-    values = np.array([[1.5, -2.0], [3.25, 1e6]], dtype=np.float32)
-    (tmp_path / "f").write_bytes(idx_bytes(values))
-    assert np.array_equal(read_idx(tmp_path / "f"), values)
-    shorts = np.array([-300, 7], dtype=np.int16)
-    (tmp_path / "s").write_bytes(idx_bytes(shorts))
-    assert read_idx(tmp_path / "s").tolist() == [-300, 7]
-
-
-def test_real_mnist_test_file_if_present():
-    path = Path(__file__).resolve().parents[3] / "shared/data/mnist/t10k-labels-idx1-ubyte.gz"
-    if not path.exists():
-        pytest.skip("the shared MNIST files are not on this machine")
-    labels = read_idx(path)
-    assert labels.shape == (10_000,) and labels.max() == 9
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b"\x00\x00\x08", "not an idx file"),
-        (b"\x01\x00\x08\x01" + bytes(8), "not an idx file"),
-        (b"\x00\x00\x08\x03\x00\x00", "truncated idx header"),
-        (b"\x00\x00\x08\x01\x00\x00\x00\x05" + bytes(4), "expected 5 data bytes"),
-        (b"\x1f\x8bnot gzip", "corrupt gzip"),
-    ],
-)
-def test_idx_errors(tmp_path: Path, data: bytes, message: str):
-    (tmp_path / "f").write_bytes(data)
-    with pytest.raises(DataFormatError, match=message):
-        read_idx(tmp_path / "f")
 
 
 def test_missing_idx_file_lists_where_it_looked(tmp_path: Path):
@@ -198,18 +160,6 @@ def test_cifar100_uses_fine_labels(tmp_path: Path):
     s = load_dataset(f"cifar100:{tmp_path}")
     assert (s.name, s.num_classes) == ("cifar100", 100)
     assert s.x_train.shape == (4, 3, 32, 32)
-
-
-class Exploit:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
-
-
-def test_cifar_loader_refuses_foreign_globals(tmp_path: Path):
-    path = tmp_path / "data_batch_1"
-    path.write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
-    with pytest.raises(DataFormatError, match=r"refusing to unpickle (posix|os)\.system"):
-        read_cifar_batch(path)
 
 
 @pytest.mark.parametrize(
