@@ -104,10 +104,20 @@ async def http_frontend(config: FrontendConfig, *, wait: bool = True) -> AsyncIt
 async def all_up(frontend: Frontend) -> None:
     """Wait until every instance link is up: a model is ready with one data instance, and
     tests that count on a group spanning two instances need both."""
+
+    def up() -> bool:
+        services = frontend.services.values()
+        return all(s.core.is_up(name) for s in services for name in s.links)
+
+    await until(up)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds, a state of the frontend that a test orders its
+    events on (it has no event to await); gives up after READY_S."""
     async with asyncio.timeout(READY_S):
-        for service in frontend.services.values():
-            while not all(service.core.is_up(name) for name in service.links):
-                await asyncio.sleep(0.02)
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def run(

@@ -12,9 +12,11 @@ from frontend.model import QueryError
 from frontend.requests import (
     REQUIRE_ORIGINAL,
     TIMEOUT_MS,
+    PayloadTooLarge,
     QueryOptions,
     check_outputs,
     expect_one_input,
+    invalid,
     overall_source,
     query_options,
     split_rows,
@@ -212,3 +214,17 @@ def test_only_the_models_output_may_be_asked_for() -> None:
 )
 def test_overall_source_is_the_least_trustworthy_row(sources: list[str], overall: str) -> None:
     assert overall_source(sources) == overall
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_invalid_is_an_invalid_argument() -> None:
+    error = invalid("bad")
+    assert (error.status, error.message) == ("INVALID_ARGUMENT", "bad")
+
+
+def test_payload_too_large_names_the_size_and_the_limit() -> None:
+    error = PayloadTooLarge(2048, 1024)
+    assert isinstance(error, QueryError) and error.status == "INVALID_ARGUMENT"
+    assert error.message == "request body of 2048 bytes exceeds 1024 bytes"

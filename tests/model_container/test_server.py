@@ -2,7 +2,6 @@
 
 import asyncio
 import itertools
-import random
 import socket
 from pathlib import Path
 
@@ -11,12 +10,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.bundle import read_manifest
 from model_container.__main__ import main, parse_args
 from model_container.config import ContainerConfig
-from model_container.container import Container
 from model_container.server import serve
-from model_container.servicer import InferenceServicer, answer_stream_request
 from proto import inference_pb2 as pb
 from proto.tensors import make_infer_request
 from tests.model_container.container_process import (
@@ -31,17 +27,6 @@ from tests.model_container.container_process import (
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return make_bundle(tmp_path_factory.mktemp("b") / MODEL)
-
-
-class AbortError(Exception):
-    pass
-
-
-class FakeContext:
-    """The part of grpc.aio.ServicerContext the servicer uses."""
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise AbortError(code, details)
 
 
 def _request() -> pb.ModelInferRequest:
@@ -95,63 +80,6 @@ def test_config_validation(changes, message):
 def test_delay_probability_defaults_to_one_when_a_delay_is_set(delay_ms, delay_prob, effective):
     config = ContainerConfig(bundle=Path("b"), port=0, delay_ms=delay_ms, delay_prob=delay_prob)
     assert config.effective_delay_prob == effective
-
-
-def test_not_ready_before_warm_up(bundle):
-    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
-    servicer = InferenceServicer(container, [])
-    ctx = FakeContext()
-
-    async def run() -> None:
-        assert not (await servicer.ServerReady(pb.ServerReadyRequest(), ctx)).ready
-        assert not (await servicer.ModelReady(pb.ModelReadyRequest(name=MODEL), ctx)).ready
-        assert (await servicer.ServerLive(pb.ServerLiveRequest(), ctx)).live
-        with pytest.raises(AbortError) as info:
-            await servicer.ModelInfer(_request(), ctx)
-        assert info.value.args == (grpc.StatusCode.UNAVAILABLE, "model is loading")
-        # Metadata comes from the manifest, so it is there before the weights are.
-        metadata = await servicer.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), ctx)
-        assert metadata.platform == "pytorch"
-
-    asyncio.run(run())
-
-
-def test_ready_after_load(bundle):
-    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
-    container.runner = container.load("cpu")
-    servicer = InferenceServicer(container, [])
-
-    async def run() -> None:
-        assert (await servicer.ServerReady(pb.ServerReadyRequest(), FakeContext())).ready
-        reply = await servicer.ModelInfer(_request(), FakeContext())
-        assert reply.id == "q"
-
-    asyncio.run(run())
-
-
-def test_fault_draws_follow_the_seed(bundle):
-    config = ContainerConfig(bundle=bundle, port=0, fail_prob=0.5, seed=7)
-    container = Container(config, read_manifest(bundle))
-    container.runner = container.load("cpu")
-
-    async def run() -> list[bool]:
-        answers = [await answer_stream_request(container, _request()) for _ in range(40)]
-        return [a.error_message == "INTERNAL: injected failure" for a in answers]
-
-    rng = random.Random(7)
-    expected = []
-    for _ in range(40):
-        rng.random()  # the delay draw comes first
-        expected.append(rng.random() < 0.5)
-    assert asyncio.run(run()) == expected
-    assert any(expected) and not all(expected)
-
-
-def test_stream_error_answer_echoes_the_id(bundle):
-    container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
-    answer = asyncio.run(answer_stream_request(container, _request()))
-    assert answer.error_message == "UNAVAILABLE: model is loading"
-    assert (answer.infer_response.id, answer.infer_response.model_name) == ("q", MODEL)
 
 
 def test_main_reports_a_missing_bundle(tmp_path, caplog):

@@ -3,10 +3,13 @@
 import numpy as np
 import pytest
 
+from common.bundle import TensorSpec
 from common.datatypes import DATATYPES
 from proto import inference_pb2 as pb
 from proto.tensors import (
     TensorError,
+    batch_shape_text,
+    check_batch,
     datatype_of,
     get_parameters,
     make_infer_request,
@@ -171,3 +174,30 @@ def test_parameter_errors():
         set_parameters(request.parameters, {"n": 2**64})
     with pytest.raises(TypeError, match="expected bool, int, float or str"):
         set_parameters(request.parameters, {"n": [1]})  # type: ignore[dict-item]
+
+
+# ---------------------------------------------------------------- check_batch
+
+BATCH_SPEC = TensorSpec("input", "FP32", (2, 3))
+
+
+@pytest.mark.parametrize("shape", [[1, 2, 3], [7, 2, 3]])
+def test_check_batch_accepts_any_batch_of_the_spec(shape):
+    check_batch(BATCH_SPEC, "input", "FP32", shape)
+
+
+@pytest.mark.parametrize(
+    ("name", "datatype", "shape", "message"),
+    [
+        ("x", "FP32", [1, 2, 3], "expected input 'input', got 'x'"),
+        ("input", "INT8", [1, 2, 3], "input 'input': expected datatype FP32, got INT8"),
+        ("input", "FP32", [2, 3], "input 'input': expected shape [-1, 2, 3], got [2, 3]"),
+        ("input", "FP32", [0, 2, 3], "input 'input': expected shape [-1, 2, 3], got [0, 2, 3]"),
+        ("input", "FP32", [1, 3, 2], "input 'input': expected shape [-1, 2, 3], got [1, 3, 2]"),
+    ],
+)
+def test_check_batch_names_what_was_expected(name, datatype, shape, message):
+    with pytest.raises(TensorError) as info:
+        check_batch(BATCH_SPEC, name, datatype, shape)
+    assert str(info.value) == message
+    assert batch_shape_text(BATCH_SPEC) == "[-1, 2, 3]"
