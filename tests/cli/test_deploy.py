@@ -79,7 +79,10 @@ def test_deploy_docker_dry_run_prints_the_plan_and_the_frontend_file(
     ]
     frontend_file = tomllib.loads(out.split("# /etc/parm/frontend.toml\n", 1)[1])
     (model,) = frontend_file["models"]
-    assert model["parity"] == [{"name": "parity-0", "grpc": "cpu:9000", "stream": "cpu:9001"}]
+    assert model["parity_instances"] == [
+        {"name": "parity-0", "grpc": "cpu:9000", "stream": "cpu:9001"}
+    ]
+    assert model["parity"] == "/bundles/digits-parity-k2"  # the deployment file's vocabulary
 
 
 def test_a_frontend_host_of_its_own_gets_no_instances(
