@@ -1,0 +1,580 @@
+"""The asyncio driver of one model, event by event: virtual time, in-memory instances.
+
+A `ModelService` is built on real (small) bundles with a ``SimClock`` and a factory of
+`FakeLink`s: each records the requests the service sends it, and the test decides when
+it comes up, goes down, answers or fails.  The "instances" are linear, ``F(x) = W x +
+b``, and the parity instance computes ``P(x) = W x + 2 b`` (the sum of two base
+outputs for a k=2 sum code), so a reconstruction ``P(x0 + x1) - F(x1)`` is exactly
+``F(x0)``.  Nothing here opens a socket or waits on real time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.clock import Clock, SimClock
+from frontend.config import InstanceAddress, ModelConfig
+from frontend.events import Mode, Source
+from frontend.metrics import Metrics
+from frontend.model import ZERO_FETCH_BACKOFF_S, ModelService, QueryError, Result
+from proto import inference_pb2 as pb
+from tests.model_container.container_process import (
+    CLASSES,
+    IN_FEATURES,
+    make_bundle,
+    make_parity_bundle,
+)
+
+Array = npt.NDArray[np.float32]
+_rng = np.random.default_rng(0)
+W = _rng.standard_normal((CLASSES, IN_FEATURES)).astype(np.float32)
+BIAS = _rng.standard_normal(CLASSES).astype(np.float32)
+
+
+def base_model(x: Array) -> Array:
+    return x @ W.T + BIAS  # (N, 64) -> (N, 10)
+
+
+def parity_model(x: Array) -> Array:
+    return x @ W.T + 2 * BIAS  # what F(x0) + F(x1) is when x = x0 + x1
+
+
+def rows(n: int, seed: int) -> Array:
+    return np.random.default_rng(seed).standard_normal((n, IN_FEATURES)).astype(np.float32)
+
+
+def response(task_id: int, out: Array) -> pb.ModelInferResponse:
+    answer = pb.ModelInferResponse(model_name="m", id=str(task_id))
+    answer.outputs.add(name="output", datatype="FP32", shape=list(out.shape))
+    answer.raw_output_contents.append(out.astype(np.float32).tobytes())
+    return answer
+
+
+def input_of(request: pb.ModelInferRequest) -> Array:
+    shape = request.inputs[0].shape
+    return np.frombuffer(request.raw_input_contents[0], np.float32).reshape(shape)
+
+
+class FakeLink:
+    """An instance in memory: it records what it is sent; the test makes it act."""
+
+    def __init__(self, address: InstanceAddress, model_name: str, listener: ModelService) -> None:
+        self.name = address.name
+        self.model_name = model_name
+        self.listener = listener
+        self.up = False
+        self.sent: dict[int, pb.ModelInferRequest] = {}  # task id -> request, in send order
+        self.calls: list[asyncio.Future[pb.ModelInferResponse]] = []  # F(0) asks
+        self.failures: list[str] = []
+
+    # -- what the service calls
+
+    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
+        assert self.up, f"{self.name} was sent a request while down"
+        self.sent[task_id] = request
+
+    def fail(self, reason: str) -> None:
+        self.failures.append(reason)
+
+    async def infer(self, request: pb.ModelInferRequest, timeout: float) -> pb.ModelInferResponse:
+        assert input_of(request).shape == (1, IN_FEATURES) and not input_of(request).any()
+        call: asyncio.Future[pb.ModelInferResponse] = asyncio.get_running_loop().create_future()
+        self.calls.append(call)
+        return await call
+
+    async def run(self) -> None:
+        await asyncio.Event().wait()  # until cancelled
+
+    # -- what the test makes it do
+
+    def go_up(self) -> None:
+        self.up = True
+        self.listener.link_up(self.name)
+
+    def go_down(self, reason: str = "lost") -> None:
+        self.up = False
+        self.listener.link_down(self.name, reason)
+
+    def answer(self, task_id: int, model: Callable[[Array], Array] = base_model) -> None:
+        out = model(input_of(self.sent[task_id]))
+        self.deliver(task_id, pb.ModelStreamInferResponse(infer_response=response(task_id, out)))
+
+    def deliver(self, task_id: int, message: pb.ModelStreamInferResponse) -> None:
+        self.listener.link_result(self.name, task_id, message)
+
+    def answer_zero(self) -> None:
+        self.calls[-1].set_result(response(-1, base_model(np.zeros((1, IN_FEATURES), np.float32))))
+
+
+@dataclasses.dataclass
+class Bundles:
+    base: Path
+    parity: Path
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    root = tmp_path_factory.mktemp("model-bundles")
+    base = make_bundle(root / "base")
+    return Bundles(base, make_parity_bundle(root / "parity", base))
+
+
+def plain(b: Bundles, data: int = 1, **settings: Any) -> ModelConfig:
+    addresses = tuple(InstanceAddress(f"data-{i}", "fake:1") for i in range(data))
+    return ModelConfig("m", b.base, addresses, mode=Mode.NONE, **settings)
+
+
+def coded(b: Bundles, **settings: Any) -> ModelConfig:
+    data = (InstanceAddress("data-0", "fake:1"), InstanceAddress("data-1", "fake:2"))
+    parity = (InstanceAddress("parity-0", "fake:3"),)
+    return ModelConfig("m", b.base, data, parity=parity, parity_bundle=b.parity, **settings)
+
+
+async def settle() -> None:
+    """Let every task that can run, run (no time passes)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class Harness:
+    """A service on a SimClock and fake links, its run() task, and its metrics."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.clock = SimClock()
+        self.links: dict[str, FakeLink] = {}
+        self.metrics = Metrics()
+        self.service = ModelService(config, self.clock, self._link, self.metrics)
+        self.metrics.watch(lambda: [self.service])
+
+    def _link(
+        self, address: InstanceAddress, model: str, listener: ModelService, clock: Clock
+    ) -> FakeLink:
+        assert clock is self.clock
+        self.links[address.name] = link = FakeLink(address, model, listener)
+        return link
+
+    async def ask(self, x: Array, timeout_s: float = 1.0, **kw: Any) -> asyncio.Task[list[Result]]:
+        """A client's request, admitted at the current time."""
+        rows = [r.tobytes() for r in x]
+        client = asyncio.ensure_future(self.service.infer(rows, timeout_s, **kw))
+        await settle()
+        return client
+
+    async def up(self) -> None:
+        """Every instance up, and F(0) answered where the model needs it."""
+        for link in self.links.values():
+            link.go_up()
+        await settle()
+        for link in self.links.values():
+            if link.calls:
+                link.answer_zero()
+        await settle()
+        assert self.service.ready
+
+    async def advance_to(self, when: float) -> None:
+        self.clock.advance_to(when)
+        await settle()
+
+    def value(self, name: str, **labels: str) -> float:
+        for family in text_string_to_metric_families(self.metrics.render()):
+            for s in family.samples:
+                if s.name == name and s.labels == {"model": "m", **labels}:
+                    return float(s.value)
+        raise KeyError(name, labels)
+
+
+def drive(config: ModelConfig, scenario: Callable[[Harness], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with running(Harness(config)) as h:
+            await scenario(h)
+
+    asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def running(h: Harness) -> AsyncIterator[Harness]:
+    task = asyncio.ensure_future(h.service.run())
+    await settle()
+    try:
+        yield h
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def only(link: FakeLink) -> int:
+    """The task id of the one request the link was sent."""
+    (task_id,) = link.sent
+    return task_id
+
+
+# ------------------------------------------------------------------ originals
+
+
+def test_an_original_is_answered_with_the_instances_output(bundles: Bundles) -> None:
+    x = rows(1, 1)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await settle()
+        data = h.links["data-0"]
+        (request,) = data.sent.values()
+        assert request.model_name == "mlp" and list(request.inputs[0].shape) == [1, IN_FEATURES]
+        np.testing.assert_array_equal(input_of(request), x)
+        await h.advance_to(0.004)
+        data.answer(only(data))
+        (result,) = await client
+        assert result.source is Source.ORIGINAL
+        np.testing.assert_allclose(result.output, base_model(x)[0], rtol=1e-6)
+        assert h.value("parm_answers_total", source="original") == 1
+        assert h.value("parm_request_latency_seconds_sum", source="original") == 0.004
+        assert h.value("parm_queueing_seconds_count") == 1
+        service = {"pool": "data", "instance_name": "data-0"}
+        assert h.value("parm_instance_service_seconds_sum", **service) == 0.004
+        assert h.value("parm_outstanding_queries") == 0
+        assert h.value("parm_instance_up", instance_name="data-0") == 1
+
+    drive(plain(bundles), scenario)
+
+
+def test_rows_are_batched_and_the_answer_is_split_back(bundles: Bundles) -> None:
+    x = rows(3, 2)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await settle()
+        first, second = h.links["data-0"], h.links["data-1"]
+        assert [list(r.inputs[0].shape) for r in first.sent.values()] == [[2, IN_FEATURES]]
+        assert not second.sent  # the third row waits for the batch timeout
+        await h.advance_to(0.002)
+        assert [list(r.inputs[0].shape) for r in second.sent.values()] == [[1, IN_FEATURES]]
+        first.answer(only(first))
+        second.answer(only(second))
+        results = await client
+        np.testing.assert_allclose(np.stack([r.output for r in results]), base_model(x), rtol=1e-5)
+        assert h.value("parm_queueing_seconds_sum") == pytest.approx(0.002)
+
+    drive(plain(bundles, data=2, batch_size=2), scenario)
+
+
+# ------------------------------------------------------------------ coding
+
+
+def test_a_straggler_is_reconstructed_from_the_parity(bundles: Bundles) -> None:
+    x = rows(2, 3)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await settle()
+        slow, fast, parity = h.links["data-0"], h.links["data-1"], h.links["parity-0"]
+        np.testing.assert_allclose(input_of(parity.sent[only(parity)]), x[:1] + x[1:], rtol=1e-6)
+        fast.answer(only(fast))
+        parity.answer(only(parity), parity_model)
+        straggler, original = await client
+        assert (straggler.source, original.source) == (Source.RECONSTRUCTED, Source.ORIGINAL)
+        np.testing.assert_allclose(straggler.output, base_model(x)[0], rtol=1e-4, atol=1e-4)
+        slow.answer(only(slow))  # late: handed back, nobody waits for it
+        await settle()
+        assert h.value("parm_groups_closed_total", kind="full") == 1
+        assert h.value("parm_encode_seconds_count") == 1
+        assert h.value("parm_decode_seconds_count") == 1
+        assert h.value("parm_answers_total", source="reconstructed") == 1
+
+    drive(coded(bundles), scenario)
+
+
+def test_a_partial_group_is_padded_with_f0_and_still_reconstructs(bundles: Bundles) -> None:
+    x = rows(1, 4)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await h.advance_to(0.009)
+        parity = h.links["parity-0"]
+        assert not parity.sent  # the group waits for a second query
+        await h.advance_to(0.010)  # its fill timeout
+        np.testing.assert_array_equal(input_of(parity.sent[only(parity)]), x)  # x + 0
+        parity.answer(only(parity), parity_model)
+        (result,) = await client
+        assert result.source is Source.RECONSTRUCTED
+        np.testing.assert_allclose(result.output, base_model(x)[0], rtol=1e-4, atol=1e-4)
+        assert h.value("parm_groups_closed_total", kind="partial_padded") == 1
+        assert h.value("parm_group_fill_seconds_sum") == pytest.approx(0.010)
+
+    drive(coded(bundles), scenario)
+
+
+# ------------------------------------------------------------------ deadlines
+
+
+@pytest.mark.parametrize("default", [None, (7.0,) * CLASSES], ids=["error", "default"])
+def test_the_deadline_answers_exactly_on_time(
+    bundles: Bundles, default: tuple[float, ...] | None
+) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(rows(1, 5), timeout_s=0.5)
+        await h.advance_to(0.5 - 1e-9)
+        assert not client.done()
+        await h.advance_to(0.5)
+        assert client.done()
+        if default is None:
+            with pytest.raises(QueryError) as caught:
+                await client
+            assert caught.value.status == "DEADLINE_EXCEEDED"
+            assert h.value("parm_deadline_misses_total", outcome="error") == 1
+            assert h.value("parm_query_errors_total", code="DEADLINE_EXCEEDED") == 1
+        else:
+            (result,) = await client
+            assert result.source is Source.DEFAULT
+            np.testing.assert_array_equal(result.output, default)
+            assert h.value("parm_deadline_misses_total", outcome="default") == 1
+
+    drive(plain(bundles, default_output=default), scenario)
+
+
+def test_rows_failed_together_raise_the_first_error(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(rows(2, 6), timeout_s=0.1)
+        await h.advance_to(0.1)
+        with pytest.raises(QueryError, match="deadline"):
+            await client
+        assert h.value("parm_query_errors_total", code="DEADLINE_EXCEEDED") == 2
+        assert h.value("parm_abandoned_queries_total") == 0  # each got its answer
+
+    drive(plain(bundles), scenario)
+
+
+def test_the_admission_limit_refuses_a_row(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(rows(2, 7))
+        await settle()
+        data = h.links["data-0"]
+        data.answer(only(data))
+        with pytest.raises(QueryError) as caught:
+            await client
+        assert caught.value.status == "RESOURCE_EXHAUSTED"
+        assert h.value("parm_refusals_total", reason="admission") == 1
+
+    drive(plain(bundles, max_outstanding=1), scenario)
+
+
+# ------------------------------------------------------------------ instances failing
+
+
+def test_a_link_going_down_requeues_its_work_elsewhere(bundles: Bundles) -> None:
+    x = rows(1, 8)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await settle()
+        first, second = h.links["data-0"], h.links["data-1"]
+        lost = only(first)
+        assert not second.sent
+        first.go_down()
+        await settle()
+        second.answer(only(second))
+        (result,) = await client
+        np.testing.assert_allclose(result.output, base_model(x)[0], rtol=1e-6)
+        first.answer(lost)  # a straggling answer from before the reset: ignored
+        await settle()
+        down = {"instance_name": "data-0", "kind": "down"}
+        assert h.value("parm_instance_failures_total", **down) == 1
+        assert h.value("parm_queueing_seconds_count") == 1  # a retry's wait is not queueing
+        assert h.value("parm_instance_up", instance_name="data-0") == 0
+
+    drive(plain(bundles, data=2), scenario)
+
+
+@pytest.mark.parametrize(
+    ("message", "why"),
+    [
+        (pb.ModelStreamInferResponse(error_message="boom"), "failed call: boom"),
+        (pb.ModelStreamInferResponse(), "malformed answer: "),
+    ],
+    ids=["error", "no-output"],
+)
+def test_a_failed_call_takes_the_link_down_and_is_retried(
+    bundles: Bundles, message: pb.ModelStreamInferResponse, why: str
+) -> None:
+    x = rows(1, 9)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(x)
+        await settle()
+        first, second = h.links["data-0"], h.links["data-1"]
+        first.deliver(only(first), message)
+        assert first.failures and first.failures[0].startswith(why)
+        await settle()
+        second.answer(only(second))
+        (result,) = await client
+        assert result.source is Source.ORIGINAL
+        call = {"instance_name": "data-0", "kind": "call"}
+        assert h.value("parm_instance_failures_total", **call) == 1
+
+    drive(plain(bundles, data=2), scenario)
+
+
+# ------------------------------------------------------------------ F(0) and readiness
+
+
+def test_f0_is_asked_again_with_backoff_until_an_instance_answers(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        data = h.links["data-0"]
+        waiting = asyncio.ensure_future(h.service.wait_ready())
+        data.go_up()
+        await settle()
+        assert len(data.calls) == 1 and not h.service.ready
+        data.calls[0].set_exception(ConnectionError("refused"))
+        await settle()
+        first = ZERO_FETCH_BACKOFF_S[0]
+        await h.advance_to(first / 2 - 1e-9)  # jitter draws from [first/2, first]
+        assert len(data.calls) == 1
+        await h.advance_to(first)
+        assert len(data.calls) == 2
+        data.calls[1].set_result(pb.ModelInferResponse())  # no output: also retried
+        await settle()
+        await h.advance_to(first + 2 * first)
+        assert len(data.calls) == 3 and not waiting.done()
+        data.answer_zero()
+        await settle()
+        assert waiting.done() and h.service.ready
+        assert h.value("parm_model_ready") == 1
+
+    drive(coded(bundles), scenario)
+
+
+def test_the_first_f0_answer_wins(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        a, b = h.links["data-0"], h.links["data-1"]
+        a.go_up()
+        b.go_up()
+        h.links["parity-0"].go_up()
+        await settle()
+        assert (len(a.calls), len(b.calls), h.links["parity-0"].calls) == (1, 1, [])
+        a.answer_zero()
+        b.calls[0].set_result(response(-1, np.full((1, CLASSES), 99.0, np.float32)))
+        await settle()
+        x = rows(1, 10)
+        client = await h.ask(x)
+        await h.advance_to(0.010)  # a padded group: F(0) fills the empty slot
+        parity = h.links["parity-0"]
+        parity.answer(only(parity), parity_model)
+        (result,) = await client
+        np.testing.assert_allclose(result.output, base_model(x)[0], rtol=1e-4, atol=1e-4)
+
+    drive(coded(bundles), scenario)
+
+
+def test_an_f0_fetch_stops_when_its_instance_goes_down(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        data = h.links["data-0"]
+        data.go_up()
+        await settle()
+        data.go_up()  # up again while its fetch is still out: no second fetch
+        await settle()
+        assert len(data.calls) == 1
+        data.calls[0].set_exception(ConnectionError("refused"))
+        await settle()
+        data.go_down()
+        await h.advance_to(ZERO_FETCH_BACKOFF_S[1])
+        assert len(data.calls) == 1  # not asked again while down
+        data.go_up()
+        await settle()
+        assert len(data.calls) == 2  # asked again once it is back
+
+    drive(coded(bundles), scenario)
+
+
+def test_a_model_with_no_instance_up_refuses_queries(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        with pytest.raises(QueryError) as caught:
+            await h.service.infer([rows(1, 11).tobytes()], 1.0)
+        assert caught.value.status == "UNAVAILABLE"
+        assert h.value("parm_refusals_total", reason="not_ready") == 1
+        assert h.value("parm_model_ready") == 0
+        waiting = asyncio.ensure_future(h.service.wait_ready())
+        await settle()
+        assert not waiting.done()
+        h.links["data-0"].go_up()
+        await settle()
+        assert waiting.done()
+
+    drive(plain(bundles), scenario)
+
+
+# ------------------------------------------------------------------ clients leaving
+
+
+def test_a_client_leaving_abandons_its_queries(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        first = await h.ask(rows(1, 12))
+        second = await h.ask(rows(2, 13))  # queued behind the first: one instance, one in flight
+        await settle()
+        assert h.value("parm_queue_depth", pool="data") == 2
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert h.value("parm_abandoned_queries_total") == 2
+        assert h.value("parm_cancellations_total", pool="data") == 2
+        assert h.value("parm_queue_depth", pool="data") == 0
+        data = h.links["data-0"]
+        data.answer(only(data))
+        (result,) = await first
+        assert result.source is Source.ORIGINAL
+
+    drive(plain(bundles), scenario)
+
+
+@pytest.mark.parametrize("outcome", ["answer", "deadline"])
+def test_an_outcome_racing_a_client_leaving_is_dropped(bundles: Bundles, outcome: str) -> None:
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        client = await h.ask(rows(1, 14), timeout_s=0.1)
+        client.cancel()  # the client's future is cancelled at once ...
+        data = h.links["data-0"]
+        if outcome == "answer":  # ... before its answer or its deadline comes in
+            data.answer(only(data))
+        else:
+            h.clock.advance_to(0.1)
+        with pytest.raises(asyncio.CancelledError):
+            await client
+        assert h.value("parm_request_latency_seconds_count", source="original") == 0
+        assert h.value("parm_outstanding_queries") == 0
+
+    drive(plain(bundles), scenario)
+
+
+def test_stopping_the_service_drops_its_timer(bundles: Bundles) -> None:
+    async def main() -> None:
+        h = Harness(plain(bundles))
+        async with running(h):
+            await h.up()
+            client = await h.ask(rows(1, 15))
+            await settle()
+            assert h.clock.next_timer() is not None  # the query's deadline
+        assert h.clock.next_timer() is None
+        client.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await client
+
+    asyncio.run(main())
