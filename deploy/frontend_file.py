@@ -50,8 +50,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from deploy.spec import INSTANCE_KEYS, DeploymentError, read_model_entry
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
@@ -156,6 +154,10 @@ def _addresses(entries: Any, model: object, pool: str) -> tuple[InstanceAddress,
 
 def dump_frontend_config(config: FrontendConfig) -> str:
     """The TOML text that `load_frontend_config` reads back as ``config``."""
+    # Only launchers write the file; the frontend's image, which only reads it, goes
+    # without tomli-w (deploy/docker/frontend.Dockerfile).
+    import tomli_w
+
     front = {key: getattr(config, key) for key in FRONTEND_KEYS}
     doc = {
         "frontend": {key: value for key, value in front.items() if value is not None},
