@@ -68,7 +68,8 @@ class GaugeSource(Protocol):
 class Metrics:
     """The frontend's metric families; `render` is what ``/metrics`` answers."""
 
-    def __init__(self) -> None:
+    def __init__(self, latency_buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+        """``latency_buckets``: the shared ones; another layout only to measure its cost."""
         self.registry = CollectorRegistry()
         m = "model"
 
@@ -84,25 +85,25 @@ class Metrics:
             "parm_request_latency_seconds",
             "Per query, from admission to its answer, by the answer's source",
             (m, "source"),
-            LATENCY_BUCKETS,
+            latency_buckets,
         )
         self.queueing = histogram(
             "parm_queueing_seconds",
             "Per query, from admission until first sent to a data instance",
             (m,),
-            LATENCY_BUCKETS,
+            latency_buckets,
         )
         self.service_time = histogram(
             "parm_instance_service_seconds",
             "Per instance request, from sending it to its answer, as the frontend sees it",
             (m, "pool", INSTANCE),
-            LATENCY_BUCKETS,
+            latency_buckets,
         )
         self.group_fill = histogram(
             "parm_group_fill_seconds",
             "Per coding group, from opening to closing (full, or its fill timeout)",
             (m,),
-            LATENCY_BUCKETS,
+            latency_buckets,
         )
         self.encode = histogram(
             "parm_encode_seconds", "Per parity query, encoding time", (m,), COMPUTE_BUCKETS
