@@ -252,6 +252,8 @@ def _swap_into_place(staging: Path, bundle_dir: Path) -> None:
     if bundle_dir.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.old-", dir=bundle_dir.parent))
         os.replace(bundle_dir, old / "bundle")
+    # mkdtemp made it 0700: model containers read bundles as an unprivileged user
+    staging.chmod(0o755)
     os.replace(staging, bundle_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
