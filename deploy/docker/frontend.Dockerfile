@@ -22,7 +22,8 @@ WORKDIR /opt/parm
 # checks this list against pyproject.toml and the frontend's imports.
 RUN pip install \
     "numpy>=1.26" "grpcio>=1.60" "grpcio-health-checking>=1.60" "protobuf>=5.26" \
-    "uvloop>=0.19" "fastapi>=0.110" "uvicorn>=0.30" "httptools>=0.6" "prometheus-client>=0.20"
+    "uvloop>=0.19" "fastapi>=0.110" "uvicorn>=0.30" "httptools>=0.6" "prometheus-client>=0.20" \
+    "tomli-w>=1.0"
 
 # parm's command line reads every subcommand's options (bench and train included, argparse
 # only); their heavy modules load only when those commands run.
