@@ -1,29 +1,24 @@
-"""``parm deploy docker``: the plan (pure), its SDK calls, and a real engine where one runs.
+"""``parm deploy docker``: the plan (pure) and its SDK calls.
 
-No Docker engine runs on the development machine, so the plan is checked directly, and
-`up`/`down` run against `RecordingEngine`, which records the Docker SDK calls they make
-(the same methods and arguments as ``docker.DockerClient``).  The last test drives a
-real engine when ``DOCKER_HOST`` or the local socket answers, and is skipped otherwise.
+The plan is checked directly, and `up`/`down` run against `RecordingEngine`, which records
+the Docker SDK calls they make (the same methods and arguments as ``docker.DockerClient``):
+placement over several hosts, which one engine cannot show.  The same commands on a real
+engine, with parm's images: tests/deploy/test_engine_deploy.py (``make test-docker``).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import socket
 import tarfile
 import tomllib
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
-from docker.errors import APIError, DockerException, ImageNotFound
+from docker.errors import APIError, ImageNotFound
 from docker.types import DeviceRequest
 
-from cli.deploy import LOCAL_ENGINE
 from deploy import docker as launcher
 from deploy.frontend_file import frontend_config_from
 from deploy.placement import Host
@@ -231,78 +226,3 @@ def test_a_missing_image_is_pulled_or_named() -> None:
     with pytest.raises(DeploymentError, match="image private/model:1 is not on ssh://gpu0"):
         launcher.up(plan, engines(log))
     assert ("pull", "ssh://gpu0", "private/model:1") in log
-
-
-# ---------------------------------------------------------------- a real engine
-
-
-def real_engine() -> Any:
-    """A client of the engine at ``DOCKER_HOST`` (else the local socket), or None."""
-    url = os.environ.get("DOCKER_HOST", LOCAL_ENGINE)
-    if url.startswith("unix://") and not socket_answers(url.removeprefix("unix://")):
-        return None  # docker-py would leave its failed socket open: ask first
-    try:
-        # a fixed API version: "auto" would ask the engine from the constructor, and a
-        # constructor that raises leaves its socket for the garbage collector
-        client = docker.DockerClient(base_url=url, version="1.41")
-    except DockerException:
-        return None
-    try:
-        client.ping()
-    except (DockerException, OSError):  # requests' errors are OSErrors
-        client.close()
-        return None
-    return client
-
-
-def socket_answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX) as sock:
-        try:
-            sock.connect(path)
-        except OSError:
-            return False
-    return True
-
-
-def engine_reachable() -> bool:
-    client = real_engine()
-    if client is None:
-        return False
-    client.close()
-    return True
-
-
-@pytest.mark.skipif(not engine_reachable(), reason="no Docker engine reachable")
-def test_up_and_down_on_a_real_engine(tmp_path: Path) -> None:
-    """The SDK calls for real: create with these kwargs, copy the file in, start, find by
-    label, stop, remove.  A small image stands in for parm's (it only has to sleep)."""
-    client = real_engine()
-    image = os.environ.get("PARM_DOCKER_TEST_IMAGE", "busybox:latest")
-    host = Host(os.environ.get("DOCKER_HOST", LOCAL_ENGINE), "127.0.0.1")
-    name = f"parm-test-{uuid.uuid4().hex[:8]}"
-    spec = launcher.ContainerSpec(
-        host=host,
-        name=f"{name}-frontend",
-        image=image,
-        command=("sleep", "60"),
-        labels={launcher.LABEL: name, "parm.role": "frontend"},
-        mounts={str(tmp_path): "/bundles"},
-        metrics_port=0,
-        files={launcher.FRONTEND_FILE: "[frontend]\n"},
-    )
-    config = frontend_config_from(
-        {"models": [{"name": "m", "base": "b", "data_instances": [{"name": "d", "grpc": "x:1"}]}]},
-        tmp_path,
-    )
-    plan = launcher.DockerPlan(name, (spec,), config, host)
-    try:
-        try:
-            assert launcher.up(plan, {host.url: client}) == [spec.name]
-            (container,) = client.containers.list(filters={"label": f"{launcher.LABEL}={name}"})
-            assert container.status in ("created", "running")
-        finally:
-            removed = launcher.down(name, [client])
-        assert removed == [spec.name]
-        assert not client.containers.list(all=True, filters={"label": f"{launcher.LABEL}={name}"})
-    finally:
-        client.close()
