@@ -10,7 +10,7 @@ import pytest
 
 from bench.contention import parse_contention
 from bench.contention.shuffle import sidecar_bytes
-from bench.latency import QUICK, ModeCluster, _cluster
+from bench.latency import QUICK, ModeCluster, _cluster, plan_from_options
 from frontend.events import Mode
 from tests.model_container.container_process import make_bundle, make_parity_bundle
 
@@ -54,3 +54,14 @@ def test_shuffles_give_every_instance_a_sidecar_started_and_stopped_with_it(bund
         return await mc.sidecars.stop()
 
     assert asyncio.run(scenario()) == dict.fromkeys(names, 0)
+
+
+def test_the_quick_plan_is_small_and_options_override_it():
+    assert QUICK.ks == (2,) and QUICK.modes == (Mode.CODED, Mode.EQUAL_RESOURCES)
+    assert len(QUICK.rates) == 1
+    plan = plan_from_options(True, rates=(50.0,), modes=("none",), contention="pause", seed=None)
+    assert plan.rates == (50.0,) and plan.modes == (Mode.NONE,)
+    assert plan.contention.pause is not None and plan.seed == QUICK.seed
+    assert plan_from_options(False).modes == (
+        Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE,
+    )  # fmt: skip

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bench.loadgen import OpenLoop, Outcome, drive, poisson_schedule, run_open_loop
-from bench.stats import summarize
 
 
 @pytest.mark.parametrize("rate", [50.0, 1000.0])
@@ -107,27 +106,6 @@ def test_source_shares_and_the_warmup_cut():
     assert summary["sources"] == {"original": 3, "reconstructed": 1}
     assert summary["source_share"] == {"original": 0.75, "reconstructed": 0.25}
     assert summary["mean_ms"] == pytest.approx(45.0)
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("p50_ms", 500.5),
-        ("p99_ms", 990.01),
-        ("p995_ms", 995.005),
-        ("p999_ms", 999.001),
-        ("mean_ms", 500.5),
-        ("gap_p999_p50_ms", 498.501),
-    ],
-)
-def test_percentiles_interpolate_linearly(key, expected):
-    summary = summarize([ms / 1000 for ms in range(1, 1001)])
-    assert summary[key] == pytest.approx(expected)
-    assert summary["count"] == 1000
-
-
-def test_no_latencies_summarise_to_a_count_of_zero():
-    assert summarize([]) == {"count": 0}
 
 
 @pytest.mark.parametrize(

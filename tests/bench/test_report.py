@@ -1,4 +1,4 @@
-"""Aggregating repeats, the output files and plots, and the plan's options."""
+"""Aggregating repeats, the comparison lines, the output files and the markdown section."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import json
 
 import pytest
 
-from bench.latency import QUICK, plan_from_options
-from bench.plots import cdf_plots, tail_vs_rate
+from bench.latency import QUICK
 from bench.report import aggregate, comparisons, markdown, write_outputs
-from frontend.events import Mode
 
 
 def row(mode: str, repeat: int, p999: float, p50: float = 12.0) -> dict[str, object]:
@@ -59,29 +57,9 @@ def test_outputs_are_written(tmp_path):
         assert len(list(csv.DictReader(f))) == 2
 
 
-def test_plots_are_drawn(tmp_path):
-    for r in ROWS:
-        (tmp_path / str(r["raw"])).write_text(json.dumps({"latency_ms": [10.0, 12.0, 50.0]}))
-    pngs = cdf_plots(ROWS, tmp_path, tmp_path, "shuffle")
-    pngs.append(tail_vs_rate(aggregate(ROWS), tmp_path, "shuffle"))
-    assert [p.name for p in pngs] == ["cdf-k2-r90.png", "p999-vs-rate.png"]
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in pngs)
-
-
 def test_the_markdown_names_command_setting_and_figures():
     meta = {**QUICK.describe(), "groups": 1}
     text = markdown("Tail latency", "parm bench latency --quick", meta, aggregate(ROWS))
     assert "`parm bench latency --quick`" in text
     assert "padded by sleeping" in text and "not GPU time" in text
     assert "| coded | 2 | 3 | 90 |" in text
-
-
-def test_the_quick_plan_is_small_and_options_override_it():
-    assert QUICK.ks == (2,) and QUICK.modes == (Mode.CODED, Mode.EQUAL_RESOURCES)
-    assert len(QUICK.rates) == 1
-    plan = plan_from_options(True, rates=(50.0,), modes=("none",), contention="pause", seed=None)
-    assert plan.rates == (50.0,) and plan.modes == (Mode.NONE,)
-    assert plan.contention.pause is not None and plan.seed == QUICK.seed
-    assert plan_from_options(False).modes == (
-        Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE,
-    )  # fmt: skip

@@ -1,20 +1,13 @@
-"""The simulator: closed-form queues, determinism, contention episodes, the real coordinator."""
+"""The simulator's driver: closed-form queues, determinism, reconstruction, busy draws."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.sim.engine import ORIGINAL, RECONSTRUCTED, SimSetup, Simulation
-from bench.sim.episodes import (
-    Timeline,
-    merge,
-    poisson_episodes,
-    shuffle_episodes,
-    timeline,
-    windows,
-)
-from bench.sim.service import constant, empirical, exponential
+from bench.sim.engine import ORIGINAL, RECONSTRUCTED, Draws, SimSetup, Simulation, pools
+from bench.sim.episodes import merge, poisson_episodes, windows
+from bench.sim.service import constant, exponential
 from frontend.events import Mode
 
 MU = 100.0  # services per second: 10 ms mean
@@ -68,37 +61,6 @@ def test_coded_mode_reconstructs_around_a_paused_instance():
     assert np.nanmax(result.latency_s) < 0.2  # nobody waits for the paused instance
 
 
-@pytest.mark.parametrize(
-    ("intervals", "start", "work", "end"),
-    [
-        ([], 1.0, 0.5, 1.5),
-        ([(2.0, 3.0, 0.0)], 1.5, 1.0, 3.5),  # paused mid-task
-        ([(2.0, 4.0, 0.5)], 2.0, 0.5, 3.0),  # half speed throughout
-        ([(1.0, 3.0, 0.5), (2.0, 4.0, 0.5)], 1.0, 1.0, 3.5),  # overlaps multiply
-        ([(0.0, 1.0, 0.0)], 2.0, 0.5, 2.5),  # episode already over
-    ],
-)
-def test_a_task_is_stretched_by_the_episodes_it_meets(intervals, start, work, end):
-    assert timeline(intervals).finish(start, work) == pytest.approx(end)
-
-
-def test_timelines_merge_adjacent_equal_segments():
-    merged = timeline([(0.0, 1.0, 0.5), (1.0, 2.0, 0.5)])
-    assert (merged.starts, merged.ends, merged.speeds) == ([0.0], [2.0], [0.5])
-    assert isinstance(merged, Timeline)
-
-
-def test_shuffles_keep_their_concurrency_on_distinct_pairs():
-    per = shuffle_episodes(10, 3, [0.5], 0.4, 5.0, seed=1)
-    busy = sum(1 for ivs in per for s, e, _ in ivs if s <= 2.2 < e)
-    assert busy == 6  # 3 transfers, 2 instances each
-
-
-def test_empirical_draws_come_from_the_samples():
-    draws = empirical([0.01, 0.02], seed=0)(1000)
-    assert set(np.unique(draws)) == {0.01, 0.02}
-
-
 @pytest.mark.parametrize(("busy", "median"), [((0.0, 1000.0, 1.0), 0.05), ((0.0, 0.0, 1.0), 0.01)])
 def test_tasks_started_in_a_busy_window_take_the_busy_draws(busy, median):
     setup = SimSetup(
@@ -108,6 +70,39 @@ def test_tasks_started_in_a_busy_window_take_the_busy_draws(busy, median):
     assert np.median(Simulation(setup).run().latency_s) == pytest.approx(median)
 
 
-@pytest.mark.parametrize(("t", "covered"), [(0.5, False), (1.0, True), (2.5, True), (4.0, False)])
-def test_busy_windows_merge_overlaps(t, covered):
-    assert windows([(1.0, 2.0, 1.0), (1.5, 3.0, 1.0)]).covers(t) is covered
+def test_the_overhead_is_added_to_every_answer_and_warmup_is_cut():
+    setup = SimSetup(
+        k=2, mode=Mode.NONE, data=1, parity=0, rate=1, queries=50, warmup=7,
+        service=constant(0.01), overhead_s=0.002,
+    )  # fmt: skip
+    result = Simulation(setup).run()
+    assert result.latency_s.size == 50
+    assert np.median(result.latency_s) == pytest.approx(0.012)
+
+
+@pytest.mark.parametrize(
+    ("mode", "data", "parity"),
+    [
+        (Mode.CODED, ["data-0", "data-1"], ["parity-0"]),
+        (Mode.EQUAL_RESOURCES, ["data-0", "data-1", "parity-0"], []),
+    ],
+)
+def test_pools_are_assigned_as_the_frontend_assigns_them(mode, data, parity):
+    setup = SimSetup(k=2, mode=mode, data=2, parity=1, rate=1, queries=1, service=constant(1))
+    data_pool, parity_pool = pools(setup)
+    assert [s.name for s in data_pool] == data
+    assert [s.name for s in parity_pool] == parity
+
+
+def test_draws_come_in_the_samplers_order_across_refills():
+    calls: list[int] = []
+
+    def sampler(n: int) -> np.ndarray:
+        calls.append(n)
+        return np.arange(len(calls) * n, (len(calls) + 1) * n, dtype=np.float64)
+
+    draws = Draws(sampler)
+    first = [draws.next() for _ in range(65_537)]
+    assert first[:2] == [65_536.0, 65_537.0]
+    assert first[-1] == 2 * 65_536.0  # the second batch begins where the first ran out
+    assert calls == [65_536, 65_536]

@@ -1,0 +1,62 @@
+"""The calibration's recorder: it passes the coordinator's work through and files round trips."""
+
+from __future__ import annotations
+
+from bench.sim.calibrate import Recorder, _ms, _trace
+from frontend.events import (
+    Action,
+    Answer,
+    Event,
+    QueryArrived,
+    SendData,
+    Source,
+    TaskCompleted,
+    Tick,
+)
+
+
+class ScriptedCore:
+    """Answers each event with the actions scripted for its type."""
+
+    def __init__(self, script: dict[type, list[Action]]) -> None:
+        self.script = script
+        self.seen: list[tuple[Event, float]] = []
+        self.config = "the core's own attribute"
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        self.seen.append((event, now))
+        return self.script.get(type(event), [])
+
+
+SCRIPT: dict[type, list[Action]] = {
+    QueryArrived: [SendData(1, "data-0", (None,)), SendData(2, "data-1", (None,))],
+    TaskCompleted: [Answer(7, Source.ORIGINAL)],
+}
+
+
+def test_the_recorder_is_transparent_to_the_driver():
+    core = ScriptedCore(SCRIPT)
+    recorder = Recorder(core, busy=lambda name: False)
+    assert recorder.handle(QueryArrived(7, None), 1.5) == SCRIPT[QueryArrived]
+    assert recorder.handle(Tick(), 2.0) == []
+    assert core.seen == [(QueryArrived(7, None), 1.5), (Tick(), 2.0)]
+    assert recorder.config == "the core's own attribute"
+
+
+def test_round_trips_are_filed_busy_or_idle_by_the_instance_at_send_time():
+    recorder = Recorder(ScriptedCore(SCRIPT), busy=lambda name: name == "data-1")
+    recorder.handle(QueryArrived(7, None), 0.0)
+    recorder.handle(TaskCompleted(2, "data-1", None), 0.0)
+    recorder.handle(TaskCompleted(1, "data-0", None), 0.0)
+    recorder.handle(TaskCompleted(1, "data-0", None), 0.0)  # a duplicate: nothing to time
+    assert (len(recorder.busy_s), len(recorder.idle_s)) == (1, 1)
+    assert [busy for _, _, busy in recorder.trace] == [True, False]
+    assert len(recorder.held_s) == 1  # query 7 was answered once, the second answer unknown
+    assert min(recorder.busy_s + recorder.idle_s + recorder.held_s) >= 0
+
+
+def test_a_trace_is_sorted_by_send_time_and_starts_at_zero():
+    records = [(12.5, 0.0101, True), (10.0, 0.0123456, False)]
+    assert _trace(records) == ((0.0, 12.346, 0), (2.5, 10.1, 1))
+    assert _trace([]) == ()
+    assert _ms([0.0104567, 1.0]) == (10.457, 1000.0)

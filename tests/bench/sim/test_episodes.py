@@ -1,0 +1,61 @@
+"""Contention in simulated time: timelines that stretch tasks, busy windows, shuffles."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.sim.episodes import (
+    Timeline,
+    merge,
+    poisson_episodes,
+    shuffle_episodes,
+    timeline,
+    windows,
+)
+
+
+@pytest.mark.parametrize(
+    ("intervals", "start", "work", "end"),
+    [
+        ([], 1.0, 0.5, 1.5),
+        ([(2.0, 3.0, 0.0)], 1.5, 1.0, 3.5),  # paused mid-task
+        ([(2.0, 4.0, 0.5)], 2.0, 0.5, 3.0),  # half speed throughout
+        ([(1.0, 3.0, 0.5), (2.0, 4.0, 0.5)], 1.0, 1.0, 3.5),  # overlaps multiply
+        ([(0.0, 1.0, 0.0)], 2.0, 0.5, 2.5),  # episode already over
+    ],
+)
+def test_a_task_is_stretched_by_the_episodes_it_meets(intervals, start, work, end):
+    assert timeline(intervals).finish(start, work) == pytest.approx(end)
+
+
+def test_timelines_merge_adjacent_equal_segments():
+    merged = timeline([(0.0, 1.0, 0.5), (1.0, 2.0, 0.5)])
+    assert (merged.starts, merged.ends, merged.speeds) == ([0.0], [2.0], [0.5])
+    assert isinstance(merged, Timeline)
+
+
+def test_shuffles_keep_their_concurrency_on_distinct_pairs():
+    per = shuffle_episodes(10, 3, [0.5], 0.4, 5.0, seed=1)
+    busy = sum(1 for ivs in per for s, e, _ in ivs if s <= 2.2 < e)
+    assert busy == 6  # 3 transfers, 2 instances each
+
+
+@pytest.mark.parametrize(("t", "covered"), [(0.5, False), (1.0, True), (2.5, True), (4.0, False)])
+def test_busy_windows_merge_overlaps(t, covered):
+    assert windows([(1.0, 2.0, 1.0), (1.5, 3.0, 1.0)]).covers(t) is covered
+
+
+def test_poisson_episodes_are_seeded_and_stay_within_their_bounds():
+    per = poisson_episodes(4, 50.0, 0.01, 0.02, 0.25, 10.0, seed=3)
+    assert per == poisson_episodes(4, 50.0, 0.01, 0.02, 0.25, 10.0, seed=3)
+    flat = [iv for ivs in per for iv in ivs]
+    assert len(per) == 4 and flat
+    assert all(0.01 <= e - s <= 0.02 + 1e-12 and speed == 0.25 for s, e, speed in flat)
+
+
+def test_merged_sources_give_one_timeline_per_instance():
+    pauses = [[(1.0, 2.0, 0.0)], []]
+    slow = [[(1.5, 3.0, 0.5)], [(0.0, 1.0, 0.5)]]
+    first, second = merge(2, pauses, slow)
+    assert first.finish(1.0, 0.5) == pytest.approx(3.0)  # stopped to 2.0, then half speed
+    assert second.finish(0.0, 1.0) == pytest.approx(1.5)

@@ -1,0 +1,63 @@
+"""The simulator's scenarios: the same contention for every mode, the tail it protects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.contention import DelaySpec, parse_contention
+from bench.sim.cli import result_row
+from bench.sim.engine import Simulation
+from bench.sim.scenarios import SCENARIOS, episodes_for, setup_for, shuffles_for, with_delays
+from bench.sim.service import Calibration, constant
+from frontend.events import Mode
+from tests.bench.sim.calibrations import CAL
+
+
+@pytest.mark.parametrize("scenario", ["local", "papers", "scale"])
+def test_every_mode_of_a_run_meets_the_same_contention(scenario):
+    sc = SCENARIOS[scenario]
+    coded = setup_for(sc, 2, Mode.CODED, sc.rates[0], 0, CAL, seed=1, queries=1000)
+    er = setup_for(sc, 2, Mode.EQUAL_RESOURCES, sc.rates[0], 0, CAL, seed=1, queries=1000)
+    assert coded.timelines == er.timelines and coded.busy == er.busy
+    assert coded.data + coded.parity == 3 * sc.groups
+    assert len(coded.busy) == 3 * sc.groups
+
+
+def test_a_small_papers_run_protects_the_tail():
+    sc = SCENARIOS["papers"]
+    heavy = Calibration(10.0, CAL.rtt_ms, 1.5, (12.0, 15.0, 20.0, 40.0, 90.0, 150.0), (0.5, 1.0))
+    rows = {}
+    for mode in (Mode.CODED, Mode.EQUAL_RESOURCES):
+        setup = setup_for(sc, 2, mode, 390.0, 0, heavy, seed=0, queries=20_000)
+        rows[mode] = result_row(Simulation(setup).run())
+    assert rows[Mode.CODED]["p999_ms"] < rows[Mode.EQUAL_RESOURCES]["p999_ms"]
+    assert rows[Mode.CODED]["sources"]["reconstructed"] > 0
+
+
+def test_injected_delays_lengthen_some_tasks():
+    draws = with_delays(constant(0.01), DelaySpec(prob=0.1, mean_ms=20.0), seed=0)(10_000)
+    assert draws.min() == 0.01
+    assert 0.05 < float(np.mean(draws > 0.01)) < 0.15
+
+
+def test_constant_delays_add_exactly_their_mean():
+    spec = DelaySpec(prob=1.0, mean_ms=20.0, dist="const")
+    assert with_delays(constant(0.01), spec, seed=0)(5).tolist() == pytest.approx([0.03] * 5)
+    assert with_delays(constant(0.01), None, seed=0)(2).tolist() == [0.01, 0.01]
+
+
+def test_pauses_stop_and_cpu_hogs_share_a_core():
+    contention = parse_contention("pause:rate=50+cpu:rate=50,hogs=3")
+    speeds = {s for tl in episodes_for(contention, 4, 10.0, seed=0) for s in tl.speeds}
+    assert 0.0 in speeds and 0.25 in speeds  # a pause; 1 / (1 + 3 hogs)
+    assert episodes_for(parse_contention("none"), 4, 10.0, seed=0) == []
+
+
+def test_shuffles_without_measured_transfers_take_the_link_rate():
+    contention = parse_contention("shuffle:concurrency=1,min_mb=125,max_mb=125")
+    busy = shuffles_for(contention, 4, Calibration(10.0, (10.0,), 1.0), 0.05, seed=0)
+    spans = [(w.starts, w.ends) for w in busy if w.starts]
+    assert len(spans) == 2  # one transfer, two instances, for 1 Gbit at 10 Gbit/s
+    assert all(starts == [0.0] and ends == pytest.approx([0.1]) for starts, ends in spans)
+    assert shuffles_for(parse_contention("pause"), 2, CAL, 50.0, seed=0) == []
