@@ -37,26 +37,29 @@ from proto.tensors import dtype_of, make_infer_request
 T = TypeVar("T")
 SERVICE = "/inference.GRPCInferenceService/"
 WARMUP = 200
+IN_FEATURES, CLASSES = 64, 10  # the tiny bundle's MLP
 
 
-def tiny_bundle(path: Path) -> Path:
-    """An MLP bundle 64 -> 16 -> 10, the size of the integration tests' model."""
+def tiny_bundle(
+    path: Path, name: str = "mlp", preprocessing: dict[str, list[float]] | None = None
+) -> Path:
+    """An MLP bundle 64 -> 16 -> 10 with fixed random weights; the tests serve it too."""
     import torch
 
     from common.models import build, save_bundle
 
     torch.manual_seed(0)
-    arch_args = {"in_features": 64, "num_classes": 10, "hidden": [16]}
+    arch_args = {"in_features": IN_FEATURES, "num_classes": CLASSES, "hidden": [16]}
     save_bundle(
         path,
-        name="mlp",
+        name=name,
         role="base",
         architecture="mlp",
         arch_args=arch_args,
         module=build("mlp", **arch_args),
-        input_spec=TensorSpec("input", "FP32", (64,)),
-        output_spec=TensorSpec("output", "FP32", (10,)),
-        preprocessing={"mean": [0.0], "std": [1.0]},
+        input_spec=TensorSpec("input", "FP32", (IN_FEATURES,)),
+        output_spec=TensorSpec("output", "FP32", (CLASSES,)),
+        preprocessing=preprocessing or {"mean": [0.0], "std": [1.0]},
     )
     return path
 
@@ -85,6 +88,17 @@ def start_container(bundle: Path, port: int, stream_port: int) -> subprocess.Pop
     raise RuntimeError(f"container exited with status {proc.wait()} before it was ready")
 
 
+def _method(channel: Any, name: str) -> Any:
+    """A v2 method's callable on a channel (grpc or grpc.aio: the same API), without stubs."""
+    stream = name == "ModelStreamInfer"
+    answer: Any = pb.ModelStreamInferResponse if stream else pb.ModelInferResponse
+    return (channel.stream_stream if stream else channel.unary_unary)(
+        SERVICE + name,
+        request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=answer.FromString,
+    )
+
+
 async def _timed(n: int, call: Callable[[], Awaitable[None]]) -> list[float]:
     for _ in range(WARMUP):
         await call()
@@ -99,11 +113,7 @@ async def _timed(n: int, call: Callable[[], Awaitable[None]]) -> list[float]:
 async def unary_grpc(target: str, request: pb.ModelInferRequest, n: int) -> list[float]:
     """(a) ``ModelInfer`` over a grpc.aio channel."""
     async with grpc.aio.insecure_channel(target) as channel:
-        infer = channel.unary_unary(
-            SERVICE + "ModelInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelInferResponse.FromString,
-        )
+        infer = _method(channel, "ModelInfer")
 
         async def call() -> None:
             await infer(request)
@@ -114,11 +124,7 @@ async def unary_grpc(target: str, request: pb.ModelInferRequest, n: int) -> list
 async def stream_grpc(target: str, request: pb.ModelInferRequest, n: int) -> list[float]:
     """(b) One ``ModelStreamInfer`` stream: write a request, read its answer, repeat."""
     async with grpc.aio.insecure_channel(target) as channel:
-        stream = channel.stream_stream(
-            SERVICE + "ModelStreamInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelStreamInferResponse.FromString,
-        )()
+        stream = _method(channel, "ModelStreamInfer")()
 
         async def call() -> None:
             await stream.write(request)
@@ -155,11 +161,7 @@ async def framed_tcp(port: int, request: pb.ModelInferRequest, n: int) -> list[f
 def unary_grpc_sync(target: str, request: pb.ModelInferRequest, n: int) -> list[float]:
     """(d) ``ModelInfer`` from the synchronous grpc client, for comparison."""
     with grpc.insecure_channel(target) as channel:
-        infer = channel.unary_unary(
-            SERVICE + "ModelInfer",
-            request_serializer=pb.ModelInferRequest.SerializeToString,
-            response_deserializer=pb.ModelInferResponse.FromString,
-        )
+        infer = _method(channel, "ModelInfer")
         for _ in range(WARMUP):
             infer(request)
         samples = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,35 +11,25 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.bundle import ParityInfo, TensorSpec, read_manifest
+# The benchmark's tiny model and port picker, re-exported for the tests.
+from bench.container_rtt import CLASSES as CLASSES
+from bench.container_rtt import IN_FEATURES as IN_FEATURES
+from bench.container_rtt import free_port as free_port
+from bench.container_rtt import tiny_bundle
+from common.bundle import ParityInfo, read_manifest
 from common.models import build, save_bundle
 from proto import inference_pb2_grpc as pb_grpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mlp"
-IN_FEATURES, CLASSES = 64, 10
 START_TIMEOUT_S = 60
 
 
 def make_bundle(path: Path, name: str = MODEL) -> Path:
-    """A small MLP bundle (64 -> 16 -> 10) with fixed random weights."""
-    torch.manual_seed(0)
-    arch_args = {"in_features": IN_FEATURES, "num_classes": CLASSES, "hidden": [16]}
-    save_bundle(
-        path,
-        name=name,
-        role="base",
-        architecture="mlp",
-        arch_args=arch_args,
-        module=build("mlp", **arch_args),
-        input_spec=TensorSpec("input", "FP32", (IN_FEATURES,)),
-        output_spec=TensorSpec("output", "FP32", (CLASSES,)),
-        preprocessing={"mean": [0.5], "std": [0.25]},
-    )
-    return path
+    """A small MLP bundle (64 -> 16 -> 10) with fixed random weights: the benchmark's."""
+    return tiny_bundle(path, name, preprocessing={"mean": [0.5], "std": [0.25]})
 
 
 def make_parity_bundle(path: Path, base: Path, k: int = 2) -> Path:
@@ -75,14 +64,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago on the loopback interface."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
