@@ -1,13 +1,13 @@
 """bench/json_parse.py: the bodies it times, and both parsers reading them alike."""
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
 from bench import json_parse
 from frontend.rest import parse_v2
+from tests.bench.baselines import needs_baseline
 
 
 @pytest.mark.parametrize("binary", [False, True])
@@ -20,16 +20,7 @@ def test_bodies_are_valid_requests_of_the_asked_shape(binary: bool) -> None:
         assert len(json.loads(data)["inputs"][0]["data"]) == 16 * 784
 
 
-def _has_baseline() -> bool:
-    found = subprocess.run(
-        ["git", "cat-file", "-e", f"{json_parse.BASELINE}:frontend/rest.py"],
-        cwd=json_parse.ROOT,
-        capture_output=True,
-    )
-    return found.returncode == 0
-
-
-@pytest.mark.skipif(not _has_baseline(), reason="a clone without the baseline commit")
+@needs_baseline(json_parse.BASELINE, "frontend/rest.py")
 def test_the_baseline_parser_reads_the_same_rows() -> None:
     baseline = json_parse.baseline_module(json_parse.BASELINE)
     data, length = json_parse.body(1, 64, False)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import scrape
 from frontend.metrics import Metrics
+from tests.bench.baselines import needs_baseline
 
 
 def counts(text: str) -> dict[tuple[str, str], float]:
@@ -34,16 +33,7 @@ def test_the_filled_frontend_has_every_model_and_query() -> None:
         assert got["parm_instance_up", model] == 1
 
 
-def _has_baseline() -> bool:
-    found = subprocess.run(
-        ["git", "cat-file", "-e", f"{scrape.BASELINE}:frontend/metrics.py"],
-        cwd=scrape.ROOT,
-        capture_output=True,
-    )
-    return found.returncode == 0
-
-
-@pytest.mark.skipif(not _has_baseline(), reason="a clone without the baseline commit")
+@needs_baseline(scrape.BASELINE, "frontend/metrics.py")
 def test_the_hand_written_baseline_exposes_the_same_counts() -> None:
     scrape.from_git(scrape.BASELINE, "common/buckets.py", "baseline_buckets")
     old = scrape.from_git(scrape.BASELINE, "frontend/metrics.py", "baseline_metrics")
