@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 # The benchmark's tiny model and port picker, re-exported for the tests.
@@ -20,7 +21,9 @@ from bench.container_rtt import free_port as free_port
 from bench.container_rtt import tiny_bundle
 from common.bundle import ParityInfo, read_manifest
 from common.models import build, save_bundle
+from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
+from proto.tensors import make_infer_request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mlp"
@@ -30,6 +33,12 @@ START_TIMEOUT_S = 60
 def make_bundle(path: Path, name: str = MODEL) -> Path:
     """A small MLP bundle (64 -> 16 -> 10) with fixed random weights: the benchmark's."""
     return tiny_bundle(path, name, preprocessing={"mean": [0.5], "std": [0.25]})
+
+
+def zero_request(request_id: str = "") -> pb.ModelInferRequest:
+    """One all-zero query for the tiny bundle's model."""
+    x = np.zeros((1, IN_FEATURES), np.float32)
+    return make_infer_request(MODEL, {"input": x}, request_id=request_id)
 
 
 def make_parity_bundle(path: Path, base: Path, k: int = 2) -> Path:

@@ -26,14 +26,8 @@ from tests.model_container.container_process import (
     MODEL,
     REPO_ROOT,
     inference_stub,
-    make_bundle,
     start_container,
 )
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("bundle") / MODEL)
 
 
 @pytest.fixture(scope="module")

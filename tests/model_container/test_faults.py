@@ -7,7 +7,6 @@ import signal
 import socket
 
 import grpc
-import numpy as np
 import pytest
 
 from common.bundle import read_manifest
@@ -16,13 +15,11 @@ from model_container.container import Container
 from model_container.faults import Draw, Faults, FaultSettings
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
-from proto.tensors import make_infer_request
 from tests.model_container.container_process import (
-    IN_FEATURES,
     MODEL,
     inference_stub,
-    make_bundle,
     start_container,
+    zero_request,
 )
 
 DRAWS = 50
@@ -136,17 +133,6 @@ def test_settings_validation(changes, message):
 # ---------------------------------------------------------------- in a container
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("bundle") / MODEL)
-
-
-def _request(request_id: str = "") -> pb.ModelInferRequest:
-    return make_infer_request(
-        MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)}, request_id=request_id
-    )
-
-
 def test_a_container_waits_its_drawn_delays_before_answering(bundle):
     sleeps = Sleeps()
     config = ContainerConfig(bundle=bundle, port=0, delay_ms=200, delay_prob=0.5, seed=11)
@@ -157,7 +143,7 @@ def test_a_container_waits_its_drawn_delays_before_answering(bundle):
         ids = []
         for i in range(10):
             response = pb.ModelInferResponse()
-            await container.infer(_request(str(i)), response)
+            await container.infer(zero_request(str(i)), response)
             ids.append(response.id)
         return ids
 
@@ -187,7 +173,7 @@ def test_injected_failure_unary(failing):
     with grpc.insecure_channel(failing.target) as channel:
         stub = inference_stub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.ModelInfer(_request())
+            stub.ModelInfer(zero_request())
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert info.value.details() == "injected failure"
 
@@ -195,7 +181,7 @@ def test_injected_failure_unary(failing):
 def test_injected_failure_stream(failing):
     with grpc.insecure_channel(failing.target) as channel:
         stub = inference_stub(channel)
-        replies = list(stub.ModelStreamInfer(iter([_request("a"), _request("b")])))
+        replies = list(stub.ModelStreamInfer(iter([zero_request("a"), zero_request("b")])))
     assert [(r.error_message, r.infer_response.id) for r in replies] == [
         ("INTERNAL: injected failure", "a"),
         ("INTERNAL: injected failure", "b"),
@@ -203,7 +189,7 @@ def test_injected_failure_stream(failing):
 
 
 def test_injected_failure_framed(failing):
-    reply = _framed_roundtrip(failing.stream_port, _request("f"))
+    reply = _framed_roundtrip(failing.stream_port, zero_request("f"))
     assert (reply.error_message, reply.infer_response.id) == ("INTERNAL: injected failure", "f")
 
 
@@ -219,8 +205,8 @@ def test_a_delayed_container_still_answers_on_both_transports(bundle, tmp_path):
     delayed = start_container(bundle, tmp_path, "--delay-ms", "20", "--seed", "1")
     try:
         with grpc.insecure_channel(delayed.target) as channel:
-            reply = inference_stub(channel).ModelInfer(_request("d"))
-        framed = _framed_roundtrip(delayed.stream_port, _request("e"))
+            reply = inference_stub(channel).ModelInfer(zero_request("d"))
+        framed = _framed_roundtrip(delayed.stream_port, zero_request("e"))
     finally:
         assert delayed.stop() == 0, delayed.log()
     assert reply.id == "d"

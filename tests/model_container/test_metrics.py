@@ -19,14 +19,8 @@ from tests.model_container.container_process import (
     MODEL,
     free_port,
     inference_stub,
-    make_bundle,
     wait_serving,
 )
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_bundle(tmp_path_factory.mktemp("b") / MODEL)
 
 
 async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -11,7 +11,13 @@ from common.models import load_model
 from model_container.runner import InferError, ModelRunner
 from proto import inference_pb2 as pb
 from proto.tensors import make_infer_request, read_infer_response
-from tests.model_container.container_process import CLASSES, IN_FEATURES, MODEL, make_bundle
+from tests.model_container.container_process import (
+    CLASSES,
+    IN_FEATURES,
+    MODEL,
+    make_bundle,
+    zero_request,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +59,7 @@ def test_warm_up_runs(runner):
 
 
 def test_version_must_be_empty_or_1(runner):
-    request = make_infer_request(MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)})
+    request = zero_request()
     request.model_version = "1"
     _infer(runner, request)
     request.model_version = "2"
@@ -63,7 +69,7 @@ def test_version_must_be_empty_or_1(runner):
 
 
 def test_two_raw_contents_for_one_input(runner):
-    request = make_infer_request(MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)})
+    request = zero_request()
     request.raw_input_contents.append(b"")
     error = _error(runner, request)
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -89,9 +95,7 @@ def test_stream_message_prefixes_the_status_name():
 def test_model_output_shape_mismatch_is_internal(loaded):
     manifest, _ = loaded
     runner = ModelRunner(manifest, torch.nn.Flatten(), "cpu", MODEL)  # (B, 64), not (B, 10)
-    error = _error(
-        runner, make_infer_request(MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)})
-    )
+    error = _error(runner, zero_request())
     assert error.code == grpc.StatusCode.INTERNAL
     assert error.message == "model produced shape [1, 64], manifest says [1, 10]"
 

@@ -6,33 +6,18 @@ import socket
 from pathlib import Path
 
 import grpc
-import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from model_container.__main__ import main, parse_args
 from model_container.config import ContainerConfig
 from model_container.server import serve
-from proto import inference_pb2 as pb
-from proto.tensors import make_infer_request
 from tests.model_container.container_process import (
-    IN_FEATURES,
     MODEL,
     free_port,
     inference_stub,
-    make_bundle,
+    zero_request,
 )
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("b") / MODEL)
-
-
-def _request() -> pb.ModelInferRequest:
-    return make_infer_request(
-        MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)}, request_id="q"
-    )
 
 
 def test_cli_maps_flags_to_config():
@@ -111,7 +96,7 @@ def test_serve_in_process_until_stopped(bundle):
             async for update in health.Watch(request, timeout=60, wait_for_ready=True):
                 if update.status == health_pb2.HealthCheckResponse.SERVING:
                     break
-            reply = await inference_stub(channel).ModelInfer(_request())
+            reply = await inference_stub(channel).ModelInfer(zero_request("q"))
             assert reply.id == "q"
         stop.set()
         await asyncio.wait_for(task, timeout=10)

@@ -4,7 +4,6 @@ import asyncio
 import random
 
 import grpc
-import numpy as np
 import pytest
 
 from common.bundle import read_manifest
@@ -12,30 +11,8 @@ from model_container.config import ContainerConfig
 from model_container.container import Container
 from model_container.servicer import InferenceServicer, answer_stream_request
 from proto import inference_pb2 as pb
-from proto.tensors import make_infer_request
-from tests.model_container.container_process import IN_FEATURES, MODEL, make_bundle
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return make_bundle(tmp_path_factory.mktemp("b") / MODEL)
-
-
-def _request() -> pb.ModelInferRequest:
-    return make_infer_request(
-        MODEL, {"input": np.zeros((1, IN_FEATURES), np.float32)}, request_id="q"
-    )
-
-
-class AbortError(Exception):
-    pass
-
-
-class FakeContext:
-    """The part of grpc.aio.ServicerContext the servicer uses."""
-
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise AbortError(code, details)
+from tests.model_container.container_process import IN_FEATURES, MODEL, zero_request
+from tests.proto.fake_context import Aborted, FakeContext
 
 
 def test_not_ready_before_warm_up(bundle):
@@ -47,8 +24,8 @@ def test_not_ready_before_warm_up(bundle):
         assert not (await servicer.ServerReady(pb.ServerReadyRequest(), ctx)).ready
         assert not (await servicer.ModelReady(pb.ModelReadyRequest(name=MODEL), ctx)).ready
         assert (await servicer.ServerLive(pb.ServerLiveRequest(), ctx)).live
-        with pytest.raises(AbortError) as info:
-            await servicer.ModelInfer(_request(), ctx)
+        with pytest.raises(Aborted) as info:
+            await servicer.ModelInfer(zero_request("q"), ctx)
         assert info.value.args == (grpc.StatusCode.UNAVAILABLE, "model is loading")
         # Metadata comes from the manifest, so it is there before the weights are.
         metadata = await servicer.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), ctx)
@@ -64,7 +41,7 @@ def test_ready_after_load(bundle):
 
     async def run() -> None:
         assert (await servicer.ServerReady(pb.ServerReadyRequest(), FakeContext())).ready
-        reply = await servicer.ModelInfer(_request(), FakeContext())
+        reply = await servicer.ModelInfer(zero_request("q"), FakeContext())
         assert reply.id == "q"
 
     asyncio.run(run())
@@ -76,7 +53,7 @@ def test_fault_draws_follow_the_seed(bundle):
     container.runner = container.load("cpu")
 
     async def run() -> list[bool]:
-        answers = [await answer_stream_request(container, _request()) for _ in range(40)]
+        answers = [await answer_stream_request(container, zero_request("q")) for _ in range(40)]
         return [a.error_message == "INTERNAL: injected failure" for a in answers]
 
     rng = random.Random(7)
@@ -90,7 +67,7 @@ def test_fault_draws_follow_the_seed(bundle):
 
 def test_stream_error_answer_echoes_the_id(bundle):
     container = Container(ContainerConfig(bundle=bundle, port=0), read_manifest(bundle))
-    answer = asyncio.run(answer_stream_request(container, _request()))
+    answer = asyncio.run(answer_stream_request(container, zero_request("q")))
     assert answer.error_message == "UNAVAILABLE: model is loading"
     assert (answer.infer_response.id, answer.infer_response.model_name) == ("q", MODEL)
 
@@ -111,7 +88,7 @@ def test_a_model_not_served_here_is_not_ready_and_has_no_metadata(bundle, name, 
     async def run() -> None:
         ready = await servicer.ModelReady(pb.ModelReadyRequest(name=name, version=version), ctx)
         assert not ready.ready
-        with pytest.raises(AbortError) as info:
+        with pytest.raises(Aborted) as info:
             await servicer.ModelMetadata(pb.ModelMetadataRequest(name=name, version=version), ctx)
         assert info.value.args == (grpc.StatusCode.NOT_FOUND, message)
         served = await servicer.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), ctx)

@@ -10,18 +10,10 @@ from common.bundle import TensorSpec
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.servicer import InferenceServicer, ModelInfo, ModelNotFound
+from tests.proto.fake_context import Aborted, FakeContext
 
 SPEC_IN = TensorSpec("x", "FP32", (3,))
 SPEC_OUT = TensorSpec("y", "INT64", (2, 2))
-
-
-class Abort(Exception):
-    pass
-
-
-class Context:
-    async def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise Abort(code, details)
 
 
 class One(InferenceServicer):
@@ -46,7 +38,7 @@ class Lenient(One):
 
 
 def call(rpc: str, request: Any, servicer: InferenceServicer | None = None) -> Any:
-    return asyncio.run(getattr(servicer or One(), rpc)(request, Context()))
+    return asyncio.run(getattr(servicer or One(), rpc)(request, FakeContext()))
 
 
 @pytest.mark.parametrize("ready", [True, False])
@@ -74,7 +66,7 @@ def test_model_metadata_has_a_batch_dimension():
 @pytest.mark.parametrize("rpc", ["ModelReady", "ModelMetadata"])
 def test_an_unknown_model_is_not_found(rpc):
     request = getattr(pb, f"{rpc}Request")(name="z")
-    with pytest.raises(Abort) as info:
+    with pytest.raises(Aborted) as info:
         call(rpc, request)
     assert info.value.args == (grpc.StatusCode.NOT_FOUND, "no 'z'")
 
