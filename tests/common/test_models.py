@@ -15,6 +15,7 @@ from common.bundle import (
     MANIFEST_FILE,
     WEIGHTS_FILE,
     BundleError,
+    Manifest,
     TensorSpec,
     file_sha256,
     read_manifest,
@@ -35,7 +36,7 @@ ARCH_ARGS = {"in_features": 64, "num_classes": 10, "hidden": [32, 16]}
 PRE = {"mean": [4.5], "std": [6.0]}
 
 
-def save(path: Path, net: nn.Module, **overrides) -> None:
+def save(path: Path, net: nn.Module, **overrides) -> Manifest:
     kwargs: dict[str, Any] = {
         "name": "tiny",
         "role": "base",
@@ -47,7 +48,7 @@ def save(path: Path, net: nn.Module, **overrides) -> None:
         "preprocessing": PRE,
         "metrics": {"note": "test"},
     } | overrides
-    save_bundle(path, **kwargs)
+    return save_bundle(path, **kwargs)
 
 
 @pytest.fixture
@@ -126,17 +127,7 @@ def test_save_then_load_gives_identical_outputs(tmp_path: Path, net: nn.Module):
 
 def test_save_returns_what_a_reader_sees(tmp_path: Path, net: nn.Module):
     args = ARCH_ARGS | {"hidden": (32, 16)}
-    manifest = save_bundle(
-        tmp_path / "b",
-        name="tiny",
-        role="base",
-        architecture="mlp",
-        arch_args=args,
-        module=net,
-        input_spec=TensorSpec("input", "FP32", (64,)),
-        output_spec=TensorSpec("logits", "FP32", (10,)),
-        preprocessing={"mean": [4], "std": [6]},
-    )
+    manifest = save(tmp_path / "b", net, arch_args=args, preprocessing={"mean": [4], "std": [6]})
     assert manifest == read_manifest(tmp_path / "b")
     assert manifest.arch_args["hidden"] == [32, 16]
     assert manifest.preprocessing == {"mean": [4.0], "std": [6.0]}
@@ -198,17 +189,7 @@ def test_manifest_that_cannot_be_built(tmp_path: Path, net: nn.Module, field, va
 
 def test_save_replaces_an_existing_bundle_atomically(tmp_path: Path, net: nn.Module):
     save(tmp_path / "b", build("mlp", **ARCH_ARGS))
-    manifest = save_bundle(
-        tmp_path / "b",
-        name="tiny-2",
-        role="base",
-        architecture="mlp",
-        arch_args=ARCH_ARGS,
-        module=net,
-        input_spec=TensorSpec("input", "FP32", (64,)),
-        output_spec=TensorSpec("logits", "FP32", (10,)),
-        preprocessing=PRE,
-    )
+    manifest = save(tmp_path / "b", net, name="tiny-2")
     assert read_manifest(tmp_path / "b") == manifest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temporary folders left
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [MANIFEST_FILE, WEIGHTS_FILE]
