@@ -1,7 +1,8 @@
-"""Fixtures shared by the HTTP and metrics tests (``test_http``, ``test_metrics``).
+"""Fixtures shared by the modules of this folder.
 
-One set of real containers for both modules, started once per session: starting them
-is most of these tests' time.  Other modules keep their own fixtures.  The helpers are
+``bundles``: the trained demo pair, for the modules that do not pick their own.  One set
+of real containers for the HTTP and metrics tests (``test_http``, ``test_metrics``),
+started once per session: starting them is most of these tests' time.  The helpers are
 imported inside the fixtures, so that nothing here can stop the other modules of this
 folder from loading.
 """
@@ -16,6 +17,14 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.frontend.cluster import Bundles, Containers
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
+    """The trained demo pair (`session_bundles`: trained once, then cached)."""
+    from tests.frontend.cluster import session_bundles
+
+    return session_bundles(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

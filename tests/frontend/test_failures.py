@@ -27,7 +27,6 @@ from tests.frontend.cluster import (
     call,
     frontend_config,
     inputs,
-    session_bundles,
     start_containers,
     with_frontend,
 )
@@ -35,11 +34,6 @@ from tests.frontend.cluster import (
 QUERIES = 300
 CONCURRENCY = 8
 KILL_AFTER = 100  # answers
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
-    return session_bundles(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
