@@ -15,6 +15,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5, 10.0, 60.0,
 )  # fmt: skip
 
+#: Upper bounds for the relative L2 error of a reconstruction against its late original.
+ERROR_BUCKETS: tuple[float, ...] = (
+    0.001, 0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0,
+)  # fmt: skip
+
 #: Upper bounds (seconds) for encoding and decoding: ten microseconds to 100 ms.
 COMPUTE_BUCKETS: tuple[float, ...] = (
     0.00001, 0.00002, 0.00003, 0.00005, 0.000075, 0.0001, 0.00015, 0.0002, 0.0003,

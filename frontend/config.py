@@ -28,6 +28,22 @@ def assign_pools(
     return (*data, *parity), ()
 
 
+def decode_grace_seconds(value: float | str) -> float | None:
+    """A ``decode_grace`` setting (``"auto"`` or milliseconds) in seconds; None for auto."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"decode_grace: expected auto or a number of milliseconds, got {value!r}"
+            ) from None
+    if isinstance(value, bool) or not 0 <= value < float("inf"):
+        raise ValueError(f"decode_grace: expected auto or milliseconds >= 0, got {value!r}")
+    return float(value) / 1000
+
+
 @dataclass(frozen=True)
 class InstanceAddress:
     """Where one model instance listens.
@@ -71,8 +87,20 @@ class ModelConfig:
     slo_ms: float | None = None
     #: Clipper's fallback answer when nothing is ready by the deadline
     default_output: tuple[float, ...] | None = None
+    #: how long an original may be late before a decodable reconstruction answers for
+    #: it: ``"auto"`` (learned from healthy service times), milliseconds, or 0 (eager)
+    decode_grace: float | str = "auto"
+    #: the log warns when fewer than this share of late originals agree (top-1) with
+    #: the reconstruction answered for them
+    reconstruction_agreement: float = 0.9
 
     def __post_init__(self) -> None:
+        decode_grace_seconds(self.decode_grace)  # refused here, not at the first query
+        if not 0.0 <= self.reconstruction_agreement <= 1.0:
+            raise ValueError(
+                f"reconstruction_agreement: expected a fraction in [0, 1], "
+                f"got {self.reconstruction_agreement}"
+            )
         if not self.data:
             raise ValueError(f"model {self.name!r} needs at least one data instance")
         if self.mode is not Mode.CODED or not self.parity:
@@ -109,6 +137,7 @@ class ModelConfig:
             max_outstanding=self.max_outstanding,
             has_default=self.default_output is not None,
             max_attempts=self.max_attempts,
+            decode_grace=decode_grace_seconds(self.decode_grace),
         )
 
 

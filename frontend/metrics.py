@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from common.buckets import COMPUTE_BUCKETS, LATENCY_BUCKETS  # shared with the containers
+from common.buckets import COMPUTE_BUCKETS, ERROR_BUCKETS, LATENCY_BUCKETS
 from frontend.events import ErrorKind, GroupClosed, PoolKind, Source
 
 #: the label naming a model instance: not "instance", which Prometheus sets to the
@@ -110,6 +110,23 @@ class Metrics:
         )
         self.decode = histogram(
             "parm_decode_seconds", "Per reconstruction, decoding time", (m,), COMPUTE_BUCKETS
+        )
+        self.grace_wait = histogram(
+            "parm_decode_grace_wait_seconds",
+            "Per held reconstruction, how long it waited for its original, by who answered",
+            (m, "outcome"),
+            latency_buckets,
+        )
+        self.reconstruction_error = histogram(
+            "parm_reconstruction_relative_error",
+            "Per late original, the relative L2 error of the reconstruction answered for it",
+            (m,),
+            ERROR_BUCKETS,
+        )
+        self.reconstruction_checks = counter(
+            "parm_reconstruction_checks",
+            "Late originals compared with their reconstruction: top-1 class agreed or not",
+            (m, "result"),
         )
         self.answers = counter(
             "parm_answers_total", "Queries answered with an output, by source", (m, "source")
@@ -256,6 +273,10 @@ class ModelMetrics:
         self.groups_full = metrics.groups.labels(model, "full")
         self.groups_padded = metrics.groups.labels(model, "partial_padded")
         self.groups_unprotected = metrics.groups.labels(model, "partial_unprotected")
+        self.grace_wait = {s: metrics.grace_wait.labels(model, s.value) for s in Source}
+        self.reconstruction_error = metrics.reconstruction_error.labels(model)
+        self.checks_agree = metrics.reconstruction_checks.labels(model, "agree")
+        self.checks_disagree = metrics.reconstruction_checks.labels(model, "disagree")
 
     def answered(self, sources: Iterable[Source], elapsed: float) -> None:
         """Queries of one request answered ``elapsed`` seconds after admission."""

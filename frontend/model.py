@@ -36,10 +36,12 @@ from frontend.events import (
     ErrorKind,
     Event,
     Fail,
+    GraceEnded,
     GroupClosed,
     InstanceDown,
     InstanceSpec,
     InstanceUp,
+    LateOriginal,
     PoolKind,
     QueryAbandoned,
     QueryArrived,
@@ -54,6 +56,7 @@ from frontend.events import (
 )
 from frontend.metrics import Metrics
 from frontend.policy import POLICIES
+from frontend.quality import QualityWatch
 from proto import inference_pb2 as pb
 from proto.tensors import TensorError, dtype_of, tensor_from_raw
 
@@ -174,6 +177,8 @@ class ModelService:
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
         self._zero_fetches: set[str] = set()  # data instances being asked for F(0)
         self._readiness = asyncio.Event()  # set whenever readiness may have changed
+        # reconstructions answered, kept until their late originals come to check them
+        self.quality = QualityWatch(level=config.reconstruction_agreement)
         self._default: Array | None = None
         if config.default_output is not None:
             self._default = np.asarray(config.default_output, self._out_dtype).reshape(
@@ -299,8 +304,10 @@ class ModelService:
                 self.metrics.cancellations[pool].inc()
             case GroupClosed():
                 self.metrics.group_closed(action)
+            case GraceEnded(waited=waited, source=source):
+                self.metrics.grace_wait[source].observe(waited)
             case _:
-                log.debug("%s: %s", self.name, action)
+                self._check(action)  # LateOriginal: every other action is matched above
 
     def _resolve(self, qid: int, result: Result) -> None:
         future = self._futures.pop(qid, None)
@@ -378,6 +385,24 @@ class ModelService:
         self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))
         for qid, row in action.answers:
             self._resolve(qid, Result(decoded[row], Source.RECONSTRUCTED))
+        self.quality.remember(action.task_id, {row: decoded[row] for _, row in action.answers})
+
+    def _check(self, action: LateOriginal) -> None:
+        """The live check: a late original against the reconstruction answered for it."""
+        original = np.asarray(action.output)
+        for comparison in self.quality.check(action.task_id, original):
+            agreed = self.metrics.checks_agree if comparison.agree else self.metrics.checks_disagree
+            agreed.inc()
+            self.metrics.reconstruction_error.observe(comparison.relative_error)
+        if self.quality.should_warn(self._now()):
+            log.warning(
+                "%s: only %.0f%% of recent reconstructions agree with their late originals "
+                "(top-1; warning level %.0f%%): is the parity model trained for this "
+                "base model and code?",
+                self.name,
+                100 * (self.quality.agreement or 0.0),
+                100 * self.quality.level,
+            )
 
     # -- instance links (LinkListener) ------------------------------------------------------
 

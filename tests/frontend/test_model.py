@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from frontend.events import Source
+from frontend.grace import WARMUP_S
 from frontend.model import ZERO_FETCH_BACKOFF_S, QueryError
 from proto import inference_pb2 as pb
 from tests.frontend.model_harness import (
@@ -111,11 +112,17 @@ def test_a_straggler_is_reconstructed_from_the_parity(bundles: Bundles) -> None:
         np.testing.assert_allclose(input_of(parity.sent[only(parity)]), x[:1] + x[1:], rtol=1e-6)
         fast.answer(only(fast))
         parity.answer(only(parity), parity_model)
+        await settle()
+        assert not client.done()  # decodable, but held: the original is not late yet
+        await h.advance_to(WARMUP_S)  # auto grace, no samples yet: late 10 ms after send
         straggler, original = await client
         assert (straggler.source, original.source) == (Source.RECONSTRUCTED, Source.ORIGINAL)
         np.testing.assert_allclose(straggler.output, base_model(x)[0], rtol=1e-4, atol=1e-4)
-        slow.answer(only(slow))  # late: handed back, nobody waits for it
+        slow.answer(only(slow))  # late: checked against the reconstruction, never answered
         await settle()
+        assert h.value("parm_reconstruction_checks_total", result="agree") == 1
+        assert h.value("parm_reconstruction_relative_error_count") == 1
+        assert h.value("parm_decode_grace_wait_seconds_count", outcome="reconstructed") == 1
         assert h.value("parm_groups_closed_total", kind="full") == 1
         assert h.value("parm_encode_seconds_count") == 1
         assert h.value("parm_decode_seconds_count") == 1
