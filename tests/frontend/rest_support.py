@@ -22,7 +22,7 @@ from common.bundle import ParityInfo, read_manifest
 from common.models import build, save_bundle
 from frontend.config import FrontendConfig, ModelConfig
 from frontend.server import Frontend
-from tests.frontend.cluster import Bundles
+from tests.frontend.cluster import Bundles, Containers, address
 from tests.model_container.container_process import make_bundle
 
 T = TypeVar("T")
@@ -46,6 +46,20 @@ def small_bundles(root: Path, name: str = "mlp") -> Bundles:
         parity=ParityInfo(2, "sum", manifest.weights_sha256, name),
     )
     return Bundles(base, root / "parity")
+
+
+def coded_slow(c: Containers, b: Bundles, **settings: Any) -> ModelConfig:
+    """``coded``, k=2: data-0 is slow, data-1 and parity-0 fast; a generous group timeout
+    makes the two rows of one request one coding group."""
+    return ModelConfig(
+        "coded",
+        b.base,
+        (address("data-0", c["slow"]), address("data-1", c["fast-a"])),
+        parity=(address("parity-0", c["parity"]),),
+        parity_bundle=b.parity,
+        group_timeout_ms=200.0,
+        **settings,
+    )
 
 
 def http_config(*models: ModelConfig, **settings: Any) -> FrontendConfig:

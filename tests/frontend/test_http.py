@@ -21,7 +21,15 @@ from tritonclient.utils import InferenceServerException
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode
 from tests.frontend.cluster import Bundles, Containers, Reference, address, inputs
-from tests.frontend.rest_support import Http, http_config, run, until, v2_json, v2_output
+from tests.frontend.rest_support import (
+    Http,
+    coded_slow,
+    http_config,
+    run,
+    until,
+    v2_json,
+    v2_output,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +51,6 @@ def plain(c: Containers, b: Bundles, **settings: Any) -> ModelConfig:
     """``plain``: two fast instances, no coding: every answer is an original."""
     data = (address("data-0", c["fast-a"]), address("data-1", c["fast-b"]))
     return ModelConfig("plain", b.base, data, mode=Mode.NONE, **settings)
-
-
-def coded_slow(c: Containers, b: Bundles, **settings: Any) -> ModelConfig:
-    """``coded``, k=2: data-0 is slow, data-1 and parity-0 fast; a generous group timeout
-    makes the two rows of one request one coding group."""
-    return ModelConfig(
-        "coded",
-        b.base,
-        (address("data-0", c["slow"]), address("data-1", c["fast-a"])),
-        parity=(address("parity-0", c["parity"]),),
-        parity_bundle=b.parity,
-        group_timeout_ms=200.0,
-        **settings,
-    )
 
 
 def slow(c: Containers, b: Bundles, **settings: Any) -> ModelConfig:
