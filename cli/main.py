@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--policy", default="single-queue", choices=["single-queue", "round-robin"])
     up.add_argument("--batch-size", type=int, default=1, help="queries per instance request")
     up.add_argument("--group-timeout-ms", type=float, default=10.0, help="then pad the group")
+    up.add_argument(
+        "--decode-grace",
+        default="auto",
+        metavar="auto|MS",
+        help="how late an original may be before a reconstruction answers for it: auto "
+        "(learned from healthy service times, the default), milliseconds, or 0 (eager)",
+    )
     up.add_argument("--slo-ms", type=float, help="deadline when a client gives none")
     up.add_argument("--grpc-port", type=int, default=8001)
     up.add_argument("--device", default="auto", help="auto, cpu, cuda (instances)")
@@ -139,6 +146,7 @@ def _up(args: argparse.Namespace) -> int:
                 "batch_size": args.batch_size,
                 "group_timeout_ms": args.group_timeout_ms,
                 "slo_ms": args.slo_ms,
+                "decode_grace": args.decode_grace,
                 "code": args.code,
             },
         )

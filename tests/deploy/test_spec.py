@@ -11,7 +11,7 @@ from deploy.spec import (
     parse_injection,
     read_model_entry,
 )
-from frontend.config import InstanceAddress
+from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode, PartialPolicy
 from model_container.config import ContainerConfig
 
@@ -213,3 +213,22 @@ def test_a_deployed_model_tells_the_frontend_its_bundles_and_parity_indices() ->
     assert config.parity_bundle_paths() == (Path("/bundles/p0"), Path("/bundles/p1"))
     assert (config.r, config.code, config.data) == (2, "linear", data)
     assert model.model_config(data, parity).base_bundle == Path("/srv/b")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [('"auto"', None), ("5", 0.005), ("0", 0.0)])
+def test_decode_grace_in_a_deployment_file(
+    tmp_path: Path, value: str, seconds: float | None
+) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(f'[[models]]\nname = "m"\nbase = "b"\nparity = "p"\ndecode_grace = {value}\n')
+    (m,) = load_deployment(path).models
+    data = (InstanceAddress("data-0", "h:1"),)
+    parity = (InstanceAddress("parity-0", "h:2"),)
+    assert m.model_config(data, parity).core_config().decode_grace == seconds
+
+
+def test_a_bad_decode_grace_is_refused() -> None:
+    with pytest.raises(ValueError, match="decode_grace: expected auto or a number of"):
+        ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), decode_grace="soon")
+    with pytest.raises(ValueError, match="decode_grace: expected auto or milliseconds >= 0"):
+        ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), decode_grace=-1.0)
