@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from bench.contention.pause import Episodes
 
 # A spinner that the kernel kills when its parent dies: no orphan ever burns a core.
 SPIN = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGKILL)\nwhile True: pass"
@@ -53,21 +54,19 @@ def spawn_hog(cpu: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-class CpuHogs:
+class CpuHogs(Episodes):
     """Pins ``pids`` to cores and runs hog episodes on their cores."""
 
     def __init__(self, pids: Sequence[int], spec: CpuSpec, seed: int = 0) -> None:
         if not pids:
             raise ValueError("CPU contention needs at least one target process")
+        super().__init__(spec.rate, seed, "cpu-hogs")
         self.spec = spec
-        self.episodes = 0
         cpus = sorted(os.sched_getaffinity(0))
         self.core_of = {pid: cpus[i % len(cpus)] for i, pid in enumerate(pids)}
         self.hogs: dict[int, list[subprocess.Popen[bytes]]] = {}
         self._saved: dict[int, set[int]] = {}
         self._running: Counter[int] = Counter()  # core -> episodes running on it
-        self._rng = random.Random(seed)
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         for pid, cpu in self.core_of.items():
@@ -76,13 +75,11 @@ class CpuHogs:
                 os.sched_setaffinity(pid, {cpu})
         for cpu in sorted(set(self.core_of.values())):
             self.hogs[cpu] = [spawn_hog(cpu) for _ in range(self.spec.hogs)]
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="cpu-hogs")
+        super().start()
 
     async def stop(self) -> None:
         """End the episodes, kill the hogs, give the targets their affinity back."""
-        if self._task is not None:
-            self._task.cancel("cpu contention stopping")
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._end_schedule()
         for procs in self.hogs.values():
             for proc in procs:
                 proc.kill()
@@ -92,17 +89,13 @@ class CpuHogs:
             with contextlib.suppress(ProcessLookupError):
                 os.sched_setaffinity(pid, cpus)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        targets = sorted(self.core_of)
-        while True:
-            await asyncio.sleep(self._rng.expovariate(self.spec.rate))
-            cpu = self.core_of[self._rng.choice(targets)]
-            duration = self._rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
-            self._signal(cpu, signal.SIGCONT)
-            self._running[cpu] += 1
-            self.episodes += 1
-            loop.call_later(duration, self._end, cpu)
+    def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
+        cpu = self.core_of[self._rng.choice(sorted(self.core_of))]
+        duration = self._duration_s(self.spec.min_ms, self.spec.max_ms)
+        self._signal(cpu, signal.SIGCONT)
+        self._running[cpu] += 1
+        self.episodes += 1
+        loop.call_later(duration, self._end, cpu)
 
     def _end(self, cpu: int) -> None:
         self._running[cpu] -= 1

@@ -35,7 +35,42 @@ class PauseSpec:
         )
 
 
-class Pauser:
+class Episodes:
+    """A seeded Poisson schedule of episodes over a cluster, ``rate`` per second.
+
+    The schedule is a task this object owns: ``start()`` begins it on the running loop
+    and ``_end_schedule()`` cancels it.  A subclass says what an episode does.
+    """
+
+    def __init__(self, rate: float, seed: int, name: str) -> None:
+        self.episodes = 0
+        self._rate = rate
+        self._name = name
+        self._rng = random.Random(seed)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def _end_schedule(self) -> None:
+        if self._task is not None:
+            self._task.cancel(f"{self._name} stopping")
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._rng.expovariate(self._rate))
+            self._episode(loop)
+
+    def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
+        raise NotImplementedError
+
+    def _duration_s(self, min_ms: float, max_ms: float) -> float:
+        return self._rng.uniform(min_ms, max_ms) / 1000
+
+
+class Pauser(Episodes):
     """Stops and resumes processes from ``pids`` on a seeded random schedule."""
 
     def __init__(
@@ -47,44 +82,34 @@ class Pauser:
     ) -> None:
         if not pids:
             raise ValueError("pause episodes need at least one process")
+        super().__init__(spec.rate, seed, "pauses")
         self.pids = list(pids)
         self.spec = spec
-        self.episodes = 0
         self.paused: set[int] = set()
-        self._rng = random.Random(seed)
         self._kill = kill  # injected, so tests can record the signals
-        self._task: asyncio.Task[None] | None = None
         self._resumes: dict[int, asyncio.TimerHandle] = {}
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="pauses")
 
     async def stop(self) -> None:
         """End the schedule and resume every process still paused."""
-        if self._task is not None:
-            self._task.cancel("pauses stopping")
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._end_schedule()
         for handle in self._resumes.values():
             handle.cancel()
         for pid in list(self.paused):
             self._resume(pid)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._rng.expovariate(self.spec.rate))
-            duration = self._rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
-            free = [pid for pid in self.pids if pid not in self.paused]
-            if not free:
-                continue
-            pid = self._rng.choice(free)
-            try:
-                self._kill(pid, signal.SIGSTOP)
-            except ProcessLookupError:
-                continue  # the instance is restarting
-            self.paused.add(pid)
-            self.episodes += 1
-            self._resumes[pid] = loop.call_later(duration, self._resume, pid)
+    def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
+        duration = self._duration_s(self.spec.min_ms, self.spec.max_ms)
+        free = [pid for pid in self.pids if pid not in self.paused]
+        if not free:
+            return
+        pid = self._rng.choice(free)
+        try:
+            self._kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            return  # the instance is restarting
+        self.paused.add(pid)
+        self.episodes += 1
+        self._resumes[pid] = loop.call_later(duration, self._resume, pid)
 
     def _resume(self, pid: int) -> None:
         self.paused.discard(pid)
