@@ -25,21 +25,49 @@ def test_the_client_runs_in_its_own_process_with_the_runs_settings(monkeypatch):
     ]  # fmt: skip
 
 
-def row(path: str, mode: str, concurrency: int, p50: float) -> dict[str, Any]:
+def row(
+    path: str, mode: str, concurrency: int, p50: float, reconstructed: int = 0
+) -> dict[str, Any]:
+    sources = {"original": 5 - reconstructed, "reconstructed": reconstructed}
     return {
         "path": path, "mode": mode, "concurrency": concurrency, "p50_ms": p50, "p99_ms": 2.0,
-        "p999_ms": 3.0, "mean_ms": 1.5, "throughput_qps": 999.6, "sources": {"original": 5},
+        "p999_ms": 3.0, "mean_ms": 1.5, "throughput_qps": 999.6, "sources": sources,
     }  # fmt: skip
 
 
+ROWS = [
+    row("frontend", "coded", 1, 1.75),
+    row("frontend", "coded", 16, 9.0),
+    row("frontend", "coded, eager", 1, 1.70, reconstructed=1),
+    row("frontend", "coded, eager", 16, 9.5, reconstructed=2),
+    row("instance", "direct", 1, 0.5),
+    row("frontend", "none", 1, 1.5),
+]
+
+
 def test_the_frontends_added_median_is_coded_minus_direct_at_concurrency_one():
-    rows = [
-        row("frontend", "coded", 1, 1.75),
-        row("frontend", "coded", 16, 9.0),
-        row("instance", "direct", 1, 0.5),
-        row("frontend", "none", 1, 1.5),
-    ]
-    text = overhead.report(rows, "parm bench overhead --queries 10")
+    text = overhead.report(ROWS, "parm bench overhead --queries 10")
     assert "Frontend-added p50 at concurrency 1 (coded minus direct): 1.25 ms" in text
-    assert "| frontend | coded | 16 | 9.00 | 2.00 | 3.00 | 1.50 | 1000 | original 5 |" in text
+    assert (
+        "| frontend | coded | 16 | 9.00 | 2.00 | 3.00 | 1.50 | 1000 | 0.0% "
+        "| original 5, reconstructed 0 |"
+    ) in text
     assert "`parm bench overhead --queries 10`" in text
+
+
+def test_decode_grace_is_compared_with_eager_decoding_at_each_concurrency():
+    text = overhead.report(ROWS, "parm bench overhead")
+    assert (
+        "Decode grace at concurrency 1: reconstructed 0.0% (auto) vs 20.0% (eager); p50 +0.05 ms"
+        in text
+    )
+    assert (
+        "Decode grace at concurrency 16: reconstructed 0.0% (auto) vs 40.0% (eager); p50 -0.50 ms"
+        in text
+    )
+
+
+def test_the_served_default_and_eager_decoding_run_side_by_side():
+    assert [(label, grace) for label, _, grace in overhead.VARIANTS] == [
+        ("coded", "auto"), ("coded, eager", 0.0), ("none", "auto")
+    ]  # fmt: skip
