@@ -204,6 +204,29 @@ def address(name: str, container: Container, *, framed: bool = True) -> Instance
     return InstanceAddress(name, container.target, stream)
 
 
+def coded_model(
+    bundles: Bundles,
+    containers: Containers,
+    data: Sequence[str],
+    parity: Sequence[str],
+    *,
+    framed: bool = True,
+    **settings: Any,
+) -> ModelConfig:
+    """The demo pair, coded: ``data-i`` on container ``data[i]``, ``parity-j`` on
+    container ``parity[j]``."""
+    return ModelConfig(
+        name=bundles.model,
+        base_bundle=bundles.base,
+        parity_bundle=bundles.parity,
+        data=tuple(address(f"data-{i}", containers[n], framed=framed) for i, n in enumerate(data)),
+        parity=tuple(
+            address(f"parity-{i}", containers[n], framed=framed) for i, n in enumerate(parity)
+        ),
+        **settings,
+    )
+
+
 # ---------------------------------------------------------------- the frontend
 
 

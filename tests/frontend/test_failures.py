@@ -15,16 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from frontend.config import ModelConfig
 from frontend.server import Frontend
 from tests.frontend.cluster import (
     Bundles,
     Containers,
     Reference,
     Reply,
-    address,
     assert_close,
     call,
+    coded_model,
     frontend_config,
     inputs,
     start_containers,
@@ -54,13 +53,7 @@ def containers(bundles: Bundles, tmp_path_factory: pytest.TempPathFactory) -> It
 def test_killing_an_instance_under_load_loses_no_query(
     containers: Containers, bundles: Bundles
 ) -> None:
-    model = ModelConfig(
-        name=bundles.model,
-        base_bundle=bundles.base,
-        parity_bundle=bundles.parity,
-        data=(address("data-0", containers["data-0"]), address("data-1", containers["data-1"])),
-        parity=(address("parity-0", containers["parity-0"]),),
-    )
+    model = coded_model(bundles, containers, ("data-0", "data-1"), ("parity-0",))
     x = inputs(QUERIES, seed=11)
     victim = containers["data-1"]
 

@@ -33,6 +33,7 @@ from tests.frontend.cluster import (
     assert_close,
     call,
     call_all,
+    coded_model,
     frontend_config,
     inputs,
     reply_of,
@@ -65,30 +66,6 @@ def containers(bundles: Bundles, tmp_path_factory: pytest.TempPathFactory) -> It
     assert running.stop() == dict.fromkeys(running.running, 0)
 
 
-def coded(
-    containers: Containers,
-    bundles: Bundles,
-    first: str,
-    second: str,
-    *,
-    framed: bool = True,
-    **settings: Any,
-) -> ModelConfig:
-    """k=2, coded: ``data-0`` and ``data-1`` on the containers named, ``parity-0`` on the
-    parity container."""
-    return ModelConfig(
-        name=bundles.model,
-        base_bundle=bundles.base,
-        parity_bundle=bundles.parity,
-        data=(
-            address("data-0", containers[first], framed=framed),
-            address("data-1", containers[second], framed=framed),
-        ),
-        parity=(address("parity-0", containers["parity"], framed=framed),),
-        **settings,
-    )
-
-
 def coded_with_slow_data_0(
     containers: Containers, bundles: Bundles, *, framed: bool = True, **settings: Any
 ) -> ModelConfig:
@@ -98,7 +75,9 @@ def coded_with_slow_data_0(
     one coding group, whatever the scheduling on a busy test machine.
     """
     settings.setdefault("group_timeout_ms", 100.0)
-    return coded(containers, bundles, "slow", "fast-a", framed=framed, **settings)
+    return coded_model(
+        bundles, containers, ("slow", "fast-a"), ("parity",), framed=framed, **settings
+    )
 
 
 def slow_only(containers: Containers, bundles: Bundles, **settings: Any) -> ModelConfig:
@@ -115,7 +94,9 @@ def slow_only(containers: Containers, bundles: Bundles, **settings: Any) -> Mode
 def coded_fast(
     containers: Containers, bundles: Bundles, *, framed: bool = True, **settings: Any
 ) -> ModelConfig:
-    return coded(containers, bundles, "fast-a", "fast-b", framed=framed, **settings)
+    return coded_model(
+        bundles, containers, ("fast-a", "fast-b"), ("parity",), framed=framed, **settings
+    )
 
 
 def with_instances(config: FrontendConfig, scenario: Scenario[T]) -> T:
