@@ -40,8 +40,11 @@ from typing import Any
 
 from bench.contention import ActiveContention, Contention, parse_contention
 from bench.contention.sidecar import ShuffleSidecars
+from bench.report import variants
+from common.bundle import read_manifest
 from deploy.local import LocalCluster
 from deploy.spec import Deployment, ModelDeployment
+from frontend.config import decode_grace_seconds
 from frontend.events import Mode
 from model_container.config import ContainerConfig
 
@@ -67,12 +70,23 @@ class LatencyPlan:
     seed: int = 0
     settle_s: float = 2.0  # contention runs this long before the client starts
     transport: str = "grpc"  # or "http": KServe v2 REST
+    #: coded mode runs once per value ("auto", or milliseconds; "0" is eager decoding),
+    #: side by side; the first is labelled plain "coded"
+    decode_graces: tuple[str, ...] = ("auto",)
 
     def __post_init__(self) -> None:
         if not self.ks or not self.modes or not self.rates or self.repeats < 1:
             raise ValueError("a plan needs at least one k, mode, rate and repeat")
         if self.transport not in ("grpc", "http"):
             raise ValueError(f"transport: expected grpc or http, got {self.transport!r}")
+        if not self.decode_graces:
+            raise ValueError("a plan needs at least one decode grace")
+        for grace in self.decode_graces:
+            decode_grace_seconds(grace)  # refused now, not after an hour of runs
+
+    def variants(self) -> list[tuple[str, Mode, str]]:
+        """(label, mode, decode grace) of each cluster: coded once per grace."""
+        return variants(self.modes, self.decode_graces)
 
     def instances(self, k: int) -> int:
         return k * self.groups + self.groups
@@ -93,6 +107,7 @@ class LatencyPlan:
             "contention_description": self.contention.describe(),
             "seed": self.seed,
             "transport": self.transport,
+            "decode_graces": list(self.decode_graces),
         }
 
 
@@ -117,6 +132,10 @@ class ModeCluster:
     k: int
     cluster: LocalCluster
     sidecars: ShuffleSidecars
+    label: str = ""  # the mode, and its decode grace where several are compared
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.mode.value
 
     @property
     def shuffle_ports(self) -> dict[str, int]:
@@ -135,9 +154,14 @@ class ModeCluster:
 
 
 def _cluster(
-    k: int, mode: Mode, plan: LatencyPlan, bundles: tuple[Path, Path], logs: Path
+    k: int,
+    variant: tuple[str, Mode, str],
+    plan: LatencyPlan,
+    bundles: tuple[Path, Path],
+    logs: Path,
 ) -> ModeCluster:
     base, parity = bundles
+    label, mode, grace = variant
     model = ModelDeployment(
         MODEL,
         base,
@@ -146,6 +170,7 @@ def _cluster(
         mode=mode,
         data_instances=k * plan.groups,
         parity_instances=plan.groups,
+        settings={"decode_grace": grace},
     )
 
     def configure(config: ContainerConfig) -> ContainerConfig:
@@ -154,9 +179,13 @@ def _cluster(
 
     http = 0 if plan.transport == "http" else None  # 0: any free port
     deployment = Deployment((model,), grpc_port=0, http_port=http)
-    cluster = LocalCluster(deployment, logs / f"k{k}-{mode.value}", configure)
+    cluster = LocalCluster(deployment, logs / f"k{k}-{_slug(label)}", configure)
     names = model.instance_names() if plan.contention.shuffle else []
-    return ModeCluster(mode, k, cluster, ShuffleSidecars(names))
+    return ModeCluster(mode, k, cluster, ShuffleSidecars(names), label)
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in label)
 
 
 @contextlib.asynccontextmanager
@@ -167,8 +196,8 @@ async def clusters_for(
     reverse on exit."""
     async with contextlib.AsyncExitStack() as stack:
         running = []
-        for mode in plan.modes:
-            mc = _cluster(k, mode, plan, bundles, logs)
+        for variant in plan.variants():
+            mc = _cluster(k, variant, plan, bundles, logs)
             await stack.enter_async_context(mc.cluster)
             await stack.enter_async_context(mc.sidecars)
             running.append(mc)
@@ -204,7 +233,7 @@ async def run_point(
     """One measured run of one mode at one rate, under the plan's contention."""
     seed = plan.seed + 1000 * repeat
     active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
-    raw = raw_dir / f"k{mc.k}-{mc.mode.value}-r{rate:g}-{repeat}.json"
+    raw = raw_dir / f"k{mc.k}-{_slug(mc.label)}-r{rate:g}-{repeat}.json"
     began = time.perf_counter()
     active.start()
     lag = LoopLag()
@@ -218,7 +247,7 @@ async def run_point(
     finally:
         await active.stop()
     result.update(
-        mode=mc.mode.value,
+        mode=mc.label,
         k=mc.k,
         repeat=repeat,
         contention=plan.contention.text,
@@ -329,7 +358,19 @@ def plan_from_options(quick: bool, **overrides: Any) -> LatencyPlan:
         changes["contention"] = parse_contention(changes["contention"])
     if "modes" in changes:
         changes["modes"] = tuple(Mode(m) for m in changes["modes"])
+    if "decode_graces" in changes:
+        changes["decode_graces"] = tuple(str(g) for g in changes["decode_graces"])
     return replace(plan, **changes)
+
+
+def bundle_accuracy(bundles: dict[int, tuple[Path, Path]]) -> dict[str, dict[str, float]]:
+    """A_a and A_d of each k's parity bundle, where its manifest carries them (by k)."""
+    out = {}
+    for k, (_, parity) in bundles.items():
+        metrics = read_manifest(parity).metrics
+        if "A_a" in metrics and "A_d" in metrics:
+            out[str(k)] = {"A_a": float(metrics["A_a"]), "A_d": float(metrics["A_d"])}
+    return out
 
 
 def demo_bundles(ks: Sequence[int], home: Path) -> dict[int, tuple[Path, Path]]:
@@ -385,6 +426,7 @@ async def run_latency(
         return 130
     runs = aggregate(rows)
     meta = {**plan.describe(), "machine": machine(), "command": command}
+    meta["accuracy"] = bundle_accuracy(bundles)
     write_outputs(out_dir, runs, rows, meta)
     label = plan.contention.text
     pngs = plots.cdf_plots(rows, out_dir / "raw", out_dir, label)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from frontend.events import Mode
+
 STATS = ("p50_ms", "mean_ms", "p99_ms", "p995_ms", "p999_ms", "gap_p999_p50_ms")
 CSV_FIELDS = ("mode", "k", "rate", "contention", "repeats", *STATS, "original", "reconstructed")
 
@@ -82,6 +84,16 @@ def comparisons(runs: list[dict[str, Any]]) -> list[str]:
     """Coded against equal-resources at each (k, rate): p99.9 reduction, median gap."""
     by = {(r["mode"], r["k"], r["rate"]): r for r in runs}
     lines = []
+    for (mode, k, rate), variant in sorted(by.items()):
+        coded = by.get(("coded", k, rate))
+        if mode.startswith("coded, ") and coded is not None:
+            ratio = coded["p999_ms"] / variant["p999_ms"]
+            lines.append(
+                f"k={k}, {rate:g} queries/s: coded p99.9 {coded['p999_ms']:.1f} ms vs "
+                f"{mode} {variant['p999_ms']:.1f} ms ({ratio:.2f}x); reconstructed "
+                f"{coded['sources'].get('reconstructed', 0):.1%} vs "
+                f"{variant['sources'].get('reconstructed', 0):.1%}"
+            )
     for (mode, k, rate), coded in sorted(by.items()):
         er = by.get(("equal-resources", k, rate))
         if mode != "coded" or er is None:
@@ -92,6 +104,39 @@ def comparisons(runs: list[dict[str, Any]]) -> list[str]:
             f"k={k}, {rate:g} queries/s: ParM p99.9 {coded['p999_ms']:.1f} ms vs "
             f"Equal-Resources {er['p999_ms']:.1f} ms ({cut:.0%} lower); "
             f"median {coded['p50_ms']:.2f} vs {er['p50_ms']:.2f} ms ({gap:+.2f} ms)"
+        )
+    return lines
+
+
+def variants(modes: Sequence[Mode], graces: Sequence[str]) -> list[tuple[str, Mode, str]]:
+    """(label, mode, decode grace) of each run: coded once per grace, the first labelled
+    plain ``coded`` (other modes never decode: the grace does not matter to them)."""
+    out = []
+    for mode in modes:
+        for i, grace in enumerate(graces if mode is Mode.CODED else graces[:1]):
+            label = mode.value if i == 0 else f"{mode.value}, grace={grace}"
+            out.append((label, mode, grace))
+    return out
+
+
+def estimated_accuracy(sources: dict[str, float], a_a: float, a_d: float) -> float:
+    """Overall accuracy the answers should have: originals at A_a, reconstructions at A_d,
+    weighted by their shares (defaults and errors count as wrong)."""
+    return sources.get("original", 0.0) * a_a + sources.get("reconstructed", 0.0) * a_d
+
+
+def accuracy_lines(runs: list[dict[str, Any]], accuracy: dict[str, dict[str, float]]) -> list[str]:
+    """Per run, the sources' shares and the estimated overall accuracy (A_a/A_d of k)."""
+    lines = []
+    for r in sorted(runs, key=lambda r: (r["k"], r["rate"], r["mode"])):
+        acc = accuracy.get(str(r["k"]))
+        if acc is None:
+            continue
+        shares = ", ".join(f"{k} {v:.1%}" for k, v in sorted(r["sources"].items()))
+        est = estimated_accuracy(r["sources"], acc["A_a"], acc["A_d"])
+        lines.append(
+            f"k={r['k']}, {r['rate']:g} queries/s, {r['mode']}: {shares}; estimated accuracy "
+            f"{est:.2%} (A_a {acc['A_a']:.2%}, A_d {acc['A_d']:.2%})"
         )
     return lines
 
@@ -128,7 +173,8 @@ def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str
         "",
         *table(runs, meta["groups"]),
     ]
-    lines += ["", *(f"- {line}" for line in comparisons(runs)), ""]
+    found = [*comparisons(runs), *accuracy_lines(runs, meta.get("accuracy", {}))]
+    lines += ["", *(f"- {line}" for line in found), ""]
     return "\n".join(lines)
 
 

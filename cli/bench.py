@@ -60,6 +60,12 @@ def add_latency(bench: Any, home: Home) -> None:
     p.add_argument("--contention", help="none, or KIND[:k=v,...][+KIND...]; see bench.contention")
     p.add_argument("--seed", type=int)
     p.add_argument("--transport", choices=["grpc", "http"], help="client protocol (gRPC)")
+    p.add_argument(
+        "--decode-grace",
+        type=_words,
+        help="coded mode once per value, side by side: auto, milliseconds, 0 (eager); "
+        "e.g. auto,0 (default: auto)",
+    )
     p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--no-append", action="store_true", help="do not append to --results")
 
@@ -81,6 +87,7 @@ def add_latency(bench: Any, home: Home) -> None:
         )
         overrides = {key: getattr(args, key) for key in keys}
         overrides.update(service_time_ms=args.service_time_ms, contention=args.contention)
+        overrides.update(decode_graces=args.decode_grace)
         plan = plan_from_options(args.quick, **overrides)
         results = None if args.no_append else args.results
         return run_loop(run_latency(plan, args.out, results, home(), _command()))
@@ -139,6 +146,12 @@ def add_sim(sub: Any) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--contention", help="as for parm bench latency (default: the scenario's)")
+    p.add_argument(
+        "--decode-grace",
+        type=_words,
+        default=("auto",),
+        help="coded mode once per value: auto, milliseconds, 0 (eager); e.g. auto,0",
+    )
     p.add_argument("--calibration", type=Path, help="from parm bench calibrate (default: shipped)")
     p.add_argument("--compare", type=Path, help="a real results.json: p99 side by side")
     p.add_argument(

@@ -17,11 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from bench.report import aggregate, comparisons, machine, publish, table, write_outputs
+from bench.report import (
+    aggregate,
+    comparisons,
+    machine,
+    publish,
+    table,
+    variants,
+    write_outputs,
+)
 from bench.sim.engine import ORIGINAL, RECONSTRUCTED, SimResult, Simulation
 from bench.sim.scenarios import SCENARIOS, Scenario, setup_for
 from bench.sim.service import DEFAULT_CALIBRATION, Calibration, summary
 from bench.stats import summarize
+from frontend.config import decode_grace_seconds
 from frontend.events import Mode
 
 
@@ -44,24 +53,26 @@ def simulate(
     cal: Calibration,
     seed: int,
     replay: bool = False,
+    graces: tuple[str, ...] = ("auto",),
 ) -> list[dict[str, Any]]:
-    """Every run of the scenario; one row per (k, rate, repeat, mode)."""
+    """Every run of the scenario; one row per (k, rate, repeat, mode and decode grace)."""
     rows = []
     for k in ks:
         for rate in scenario.rates:
             for repeat in range(repeats):
-                for mode in modes:
+                for label, mode, grace in variants(modes, graces):
                     began = time.perf_counter()
                     setup = setup_for(scenario, k, mode, rate, repeat, cal, seed, replay=replay)
+                    setup = replace(setup, decode_grace=decode_grace_seconds(grace))
                     result = Simulation(setup).run()
                     row = result_row(result)
                     row.update(
-                        mode=mode.value, k=k, rate=rate, repeat=repeat,
+                        mode=label, k=k, rate=rate, repeat=repeat,
                         contention=scenario.contention, events=result.events,
                         wall_s=time.perf_counter() - began,
                     )  # fmt: skip
                     print(
-                        f"  k={k} {mode.value:<16} rate={rate:g} rep={repeat}: "
+                        f"  k={k} {label:<16} rate={rate:g} rep={repeat}: "
                         f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} "
                         f"p99.9 {row['p999_ms']:.2f} ms ({row['wall_s']:.1f} s wall, "
                         f"{row['events'] / row['wall_s']:,.0f} events/s)",
@@ -139,13 +150,17 @@ def run_sim(args: argparse.Namespace, results_md: Path | None, command: str) -> 
     cal = Calibration.load(args.calibration or DEFAULT_CALIBRATION)
     modes = tuple(Mode(m) for m in args.modes)
     print(f"scenario {scenario.name}: {scenario.about}", flush=True)
-    rows = simulate(scenario, tuple(args.ks), modes, args.repeats, cal, args.seed, args.replay)
+    graces = tuple(args.decode_grace)
+    rows = simulate(
+        scenario, tuple(args.ks), modes, args.repeats, cal, args.seed, args.replay, graces
+    )
     runs = aggregate(rows)
     meta = {
         "scenario": scenario.name,
         "about": scenario.about,
         "calibration": summary(cal),
         "service": "replayed by time" if args.replay else "independent draws",
+        "decode_graces": list(graces),
     }
     write_outputs(args.out, runs, rows, meta)
     extra = agreement(runs, real_runs(args.compare, cal))

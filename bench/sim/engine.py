@@ -87,6 +87,8 @@ class SimSetup:
     #: task times replayed from a recorded trace by time instead of drawn independently
     replay: Replayer | None = None
     seed: int = 0
+    #: the coordinator's decode grace, in seconds: 0 eager, None learned (auto)
+    decode_grace: float | None = 0.0
 
 
 @dataclass
@@ -116,7 +118,12 @@ class Simulation:
         self.setup = setup
         self.clock = SimClock()
         data, parity = pools(setup)
-        config = CoreConfig(k=setup.k, mode=setup.mode, group_timeout=setup.group_timeout_s)
+        config = CoreConfig(
+            k=setup.k,
+            mode=setup.mode,
+            group_timeout=setup.group_timeout_s,
+            decode_grace=setup.decode_grace,
+        )
         config = _unbounded(config)
         self.core = Coordinator(config, data, parity, policy=POLICIES[setup.policy])
         names = [f"data-{i}" for i in range(setup.data)]

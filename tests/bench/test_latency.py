@@ -26,7 +26,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def cluster(bundles: tuple[Path, Path], tmp_path: Path, contention: str) -> ModeCluster:
     plan = dataclasses.replace(QUICK, contention=parse_contention(contention), groups=1)
-    return _cluster(K, Mode.CODED, plan, bundles, tmp_path)
+    return _cluster(K, ("coded", Mode.CODED, "auto"), plan, bundles, tmp_path)
 
 
 def test_instances_are_padded_and_get_the_contentions_delays(bundles, tmp_path):
@@ -65,3 +65,24 @@ def test_the_quick_plan_is_small_and_options_override_it():
     assert plan_from_options(False).modes == (
         Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE,
     )  # fmt: skip
+
+
+def test_coded_mode_runs_once_per_decode_grace_side_by_side():
+    plan = dataclasses.replace(QUICK, decode_graces=("auto", "0"))
+    assert plan.variants() == [
+        ("coded", Mode.CODED, "auto"),
+        ("coded, grace=0", Mode.CODED, "0"),
+        ("equal-resources", Mode.EQUAL_RESOURCES, "auto"),
+    ]
+
+
+def test_a_bad_decode_grace_is_refused_before_any_run():
+    with pytest.raises(ValueError, match="decode_grace: expected auto or a number"):
+        dataclasses.replace(QUICK, decode_graces=("soon",))
+
+
+def test_each_variant_serves_its_decode_grace(bundles, tmp_path):
+    plan = dataclasses.replace(QUICK, groups=1)
+    mc = _cluster(K, ("coded, grace=0", Mode.CODED, "0"), plan, bundles, tmp_path)
+    (model,) = mc.cluster.deployment.models
+    assert (mc.label, model.settings["decode_grace"]) == ("coded, grace=0", "0")

@@ -44,11 +44,11 @@ def test_a_tiny_local_run_writes_the_benchmarks_outputs(tmp_path, capsys):
     args = argparse.Namespace(
         scenario="local", rates=(60.0,), groups=1, queries=300, contention="none",
         calibration=None, modes=("coded", "equal-resources"), ks=(2,), repeats=1, seed=0,
-        replay=False, out=tmp_path / "out", compare=None,
+        replay=False, out=tmp_path / "out", compare=None, decode_grace=("auto", "0"),
     )  # fmt: skip
     assert run_sim(args, None, "parm sim --test") == 0
     runs = json.loads((tmp_path / "out" / "results.json").read_text())["runs"]
-    assert sorted(r["mode"] for r in runs) == ["coded", "equal-resources"]
+    assert sorted(r["mode"] for r in runs) == ["coded", "coded, grace=0", "equal-resources"]
     assert all(r["k"] == 2 and r["rate"] == 60.0 and r["p99_ms"] > 0 for r in runs)
     printed = capsys.readouterr().out
     assert "### Simulated: local" in printed and "`parm sim --test`" in printed
