@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -77,13 +76,6 @@ def wait_for(what: str, check: Callable[[], T | None], limit_s: float = 300.0) -
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {limit_s:.0f} s for {what}")
         time.sleep(0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def load(grpc_target: str, queries: int, concurrency: int) -> subprocess.Popen[str]:

@@ -30,7 +30,6 @@ from tests.deploy.engine import (
     crash,
     demo_bundles,
     engine_client,
-    free_port,
     load,
     metric,
     status,
@@ -38,7 +37,7 @@ from tests.deploy.engine import (
     triton_answers,
     wait_for,
 )
-from tests.model_container.container_process import REPO_ROOT
+from tests.model_container.container_process import REPO_ROOT, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

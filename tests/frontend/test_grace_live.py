@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from frontend.config import ModelConfig
 from frontend.server import Frontend
 from tests.frontend.cluster import (
     Bundles,
     Containers,
     SendLog,
-    address,
     call,
+    coded_model,
     frontend_config,
     inputs,
     start_containers,
@@ -65,15 +64,11 @@ def checks(frontend: Frontend, result: str) -> float:
 def test_late_instance_is_reconstructed_and_its_originals_are_checked(
     containers: Containers, bundles: Bundles, grace: str | float
 ) -> None:
-    model = ModelConfig(
-        name=bundles.model,
-        base_bundle=bundles.base,
-        parity_bundle=bundles.parity,
-        data=(address("data-0", containers["late"]), address("data-1", containers["fast"])),
-        parity=(address("parity-0", containers["parity"]),),
+    model = coded_model(
+        bundles, containers, ("late", "fast"), ("parity",),
         group_timeout_ms=100.0,  # two queries sent together always form one group
         decode_grace=grace,
-    )
+    )  # fmt: skip
     x = inputs(2 * PAIRS, seed=5)
 
     async def scenario(frontend: Frontend, stub: Any) -> tuple[list[str | None], list[int]]:

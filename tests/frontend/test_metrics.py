@@ -20,7 +20,7 @@ from frontend.config import ModelConfig
 from frontend.events import ErrorKind, GroupClosed, Mode, Source
 from frontend.metrics import Metrics
 from tests.frontend.cluster import Bundles, Containers, address, inputs
-from tests.frontend.rest_support import Http, http_config, run, v2_json
+from tests.frontend.rest_support import Http, coded_slow, http_config, run, v2_json
 
 # ---------------------------------------------------------------- children and buckets
 
@@ -107,14 +107,7 @@ def containers(rest_containers: Containers) -> Containers:
 
 
 def models(c: Containers, b: Bundles) -> tuple[ModelConfig, ...]:
-    coded = ModelConfig(
-        "coded",
-        b.base,
-        (address("data-0", c["slow"]), address("data-1", c["fast-a"])),
-        parity=(address("parity-0", c["parity"]),),
-        parity_bundle=b.parity,
-        group_timeout_ms=200.0,
-    )
+    coded = coded_slow(c, b)
     plain = ModelConfig("plain", b.base, (address("data-0", c["fast-a"]),), mode=Mode.NONE)
     slow = ModelConfig(
         "slow", b.base, (address("data-0", c["slow"]),), mode=Mode.NONE, max_outstanding=1
