@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 
 from bench.closed_loop import Outcome, closed_loop
+from bench.inputs import query_inputs
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.tensors import dtype_of, make_infer_request
@@ -29,6 +29,7 @@ class ClosedLoop:
     concurrency: int
     queries: int
     warmup: int = 200
+    data: str | None = None  # a data set to sample inputs from (bench.inputs); None: noise
 
 
 async def run_closed_loop(spec: ClosedLoop) -> dict[str, object]:
@@ -36,14 +37,9 @@ async def run_closed_loop(spec: ClosedLoop) -> dict[str, object]:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name=spec.model), timeout=10)
         tensor = meta.inputs[0]
-        rng = np.random.default_rng(0)
         shape = [1, *tensor.shape[1:]]
-        requests = [
-            make_infer_request(
-                spec.model, {tensor.name: rng.random(shape).astype(dtype_of(tensor.datatype))}
-            )
-            for _ in range(64)
-        ]
+        xs = query_inputs(shape, dtype_of(tensor.datatype), 64, 0, spec.data)
+        requests = [make_infer_request(spec.model, {tensor.name: x}) for x in xs]
 
         async def send(i: int) -> Outcome:
             try:
@@ -65,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--data", help="sample inputs from this data set (e.g. digits); default noise")
     a = p.parse_args(argv)
-    spec = ClosedLoop(a.url, a.model, a.concurrency, a.queries, a.warmup)
+    spec = ClosedLoop(a.url, a.model, a.concurrency, a.queries, a.warmup, a.data)
     try:
         import uvloop
 

@@ -212,7 +212,7 @@ async def load_client(
         sys.executable, "-m", "bench.loadgen", "--url", url, "--model", MODEL,
         "--transport", transport,
         "--rate", str(rate), "--queries", str(queries), "--warmup", str(warmup),
-        "--seed", str(seed), "--raw", str(raw),
+        "--seed", str(seed), "--raw", str(raw), "--data", "digits",  # the demo's inputs
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

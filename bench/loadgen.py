@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from bench.inputs import query_inputs
 from bench.stats import summarize
 
 #: latency above which a query counts as an error rather than waiting forever
@@ -169,8 +170,11 @@ def _error_name(exc: BaseException) -> str:
 class GrpcTransport:
     """v2 gRPC unary ``ModelInfer`` over one channel (many calls in flight on it)."""
 
-    def __init__(self, url: str, model: str, inputs: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self, url: str, model: str, inputs: int = 64, seed: int = 0, data: str | None = None
+    ) -> None:
         self.url, self.model, self.seed, self.inputs = url, model, seed, inputs
+        self.data = data  # a data set to sample inputs from (bench.inputs); None: noise
         self._channel: Any = None
         self._stub: Any = None
         self._requests: list[Any] = []
@@ -186,13 +190,10 @@ class GrpcTransport:
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         meta = await self._stub.ModelMetadata(pb.ModelMetadataRequest(name=self.model), timeout=10)
         tensor = meta.inputs[0]
-        rng = np.random.default_rng(self.seed)
         shape = [1, *tensor.shape[1:]]
         dtype = dtype_of(tensor.datatype)
-        self._requests = [
-            make_infer_request(self.model, {tensor.name: rng.random(shape).astype(dtype)})
-            for _ in range(self.inputs)
-        ]
+        xs = query_inputs(shape, dtype, self.inputs, self.seed, self.data)
+        self._requests = [make_infer_request(self.model, {tensor.name: x}) for x in xs]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -253,13 +254,15 @@ class HttpTransport:
 
 
 async def measure(
-    spec: OpenLoop, raw: Path | None = None, transport: str = "grpc"
+    spec: OpenLoop, raw: Path | None = None, transport: str = "grpc", data: str | None = None
 ) -> dict[str, Any]:
-    """Run ``spec``; the summary (and, with ``raw``, every latency written there)."""
+    """Run ``spec``; the summary (and, with ``raw``, every latency written there).
+
+    ``data``: gRPC queries sample this data set's test inputs (HTTP ones are noise)."""
     client: GrpcTransport | HttpTransport = (
         HttpTransport(spec.url, spec.model)
         if transport == "http"
-        else GrpcTransport(spec.url, spec.model, seed=spec.seed)
+        else GrpcTransport(spec.url, spec.model, seed=spec.seed, data=data)
     )
     async with client:
         began = time.perf_counter()
@@ -283,14 +286,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
     p.add_argument("--raw", type=Path, help="write every measured latency here (JSON)")
+    p.add_argument("--data", help="sample inputs from this data set (e.g. digits); default noise")
     a = p.parse_args(argv)
     spec = OpenLoop(a.url, a.model, a.rate, a.queries, a.warmup, a.seed, a.timeout_s)
     try:
         import uvloop
     except ImportError:  # optional: plain asyncio works, a little slower
-        result = asyncio.run(measure(spec, a.raw, a.transport))
+        result = asyncio.run(measure(spec, a.raw, a.transport, a.data))
     else:
-        result = uvloop.run(measure(spec, a.raw, a.transport))
+        result = uvloop.run(measure(spec, a.raw, a.transport, a.data))
     print(json.dumps(result))
 
 

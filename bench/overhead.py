@@ -33,8 +33,10 @@ VARIANTS: tuple[tuple[str, Mode, str | float], ...] = (
 
 async def client(url: str, model: str, concurrency: int, queries: int) -> dict[str, Any]:
     """Run ``bench.client`` in its own process and return its JSON summary."""
-    args = ("--url", url, "--model", model, "--concurrency", str(concurrency))
-    return await run_client_process("bench.client", *args, "--queries", str(queries))
+    # real digits: the demo's parity model reconstructs them as users would see
+    args = ["--url", url, "--model", model, "--concurrency", str(concurrency)]
+    args += ["--queries", str(queries), "--data", "digits"]
+    return await run_client_process("bench.client", *args)
 
 
 async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list[dict[str, Any]]:

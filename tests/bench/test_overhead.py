@@ -20,7 +20,7 @@ def test_the_client_runs_in_its_own_process_with_the_runs_settings(monkeypatch):
     assert calls == [
         (
             "bench.client", "--url", "127.0.0.1:9", "--model", "digits", "--concurrency", "16",
-            "--queries", "300",
+            "--queries", "300", "--data", "digits",
         )
     ]  # fmt: skip
 
