@@ -19,9 +19,10 @@ the parity result and all but one data result of a group are in, the missing one
 reconstructed (``Reconstruct``) and its queries answered as ``reconstructed``, unless a
 query asked for originals only.  A reconstruction is an approximation, so it is *held*
 until its original is late (*decode grace*, ``frontend.grace``): an original is due
-``threshold`` seconds after it was sent (or after the reconstruction became possible, if
-it was still queued then), where the threshold is fixed, 0 (eager: the papers'
-behaviour), or learned from the service times of originals.  If the original comes in
+``threshold`` seconds after it was sent, and never while it still waits in the
+frontend's queue (a loaded cluster is not a slow one), where the threshold is fixed, 0
+(eager: the papers' behaviour, which decodes queued tasks too), or learned from the
+service times of originals.  If the original comes in
 time, it is answered and the reconstruction dropped; otherwise the reconstruction is
 answered when the original falls due, when its call fails, or at the query's deadline,
 whichever comes first (``GraceEnded`` tells the driver how long it waited).  A query
@@ -47,6 +48,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -392,6 +394,10 @@ class Coordinator:
         task.state, task.instance = _State.RUNNING, inst.spec.name
         task.sends += 1
         task.sent_at = now
+        if task.id in self._held:  # held while queued: now it has a due time
+            due = self._due(task)
+            self._held[task.id] = (task, due)
+            self._add_timer(due, _Timer.GRACE, task.id)
         inst.running.add(task.id)
         if task.pool is PoolKind.DATA:
             self._out.append(
@@ -524,7 +530,8 @@ class Coordinator:
             if now < due and lost is not release:
                 if lost.id not in self._held or self._held[lost.id][1] != due:
                     self._held[lost.id] = (lost, due)
-                    self._add_timer(due, _Timer.GRACE, lost.id)
+                    if due < math.inf:  # else: when it is sent (or at the deadline)
+                        self._add_timer(due, _Timer.GRACE, lost.id)
                 continue
             if self._held.pop(lost.id, None) is not None:
                 self._out.append(GraceEnded(lost.id, now - lost.decodable_at, Source.RECONSTRUCTED))
@@ -539,13 +546,14 @@ class Coordinator:
             self._prune(lost)
 
     def _due(self, task: _Task) -> float:
-        """When the original of ``task`` is late: ``threshold`` after it was sent, or after
-        its reconstruction became possible if it was still queued then."""
-        assert task.decodable_at is not None
-        start = task.decodable_at
-        if task.sent_at is not None and task.sent_at < start:
-            start = task.sent_at
-        return start + self.grace.threshold
+        """When the original of ``task`` is late: ``threshold`` after it was sent; never
+        while it waits in the frontend's queue (its instance has not had it yet: a
+        loaded cluster is not a slow one; the query's deadline still bounds the wait)."""
+        if self.grace.eager:
+            return -math.inf  # the papers: decode the moment it is possible
+        if task.sent_at is None:
+            return math.inf
+        return task.sent_at + self.grace.threshold
 
     def _useful(self, task: _Task) -> bool:
         group = task.group

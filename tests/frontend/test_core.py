@@ -486,6 +486,7 @@ def test_core_imports_no_io() -> None:
         "frontend.policy",
         "frontend.events",
         "frontend.grace",
+        "math",
         "statistics",
     }
     for module in ("core", "policy", "events", "grace"):

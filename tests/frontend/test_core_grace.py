@@ -118,9 +118,9 @@ def test_eager_grace_reconstructs_at_once_and_never_holds() -> None:
     assert only(actions, GraceEnded) == []
 
 
-def test_a_task_still_queued_is_due_a_grace_after_it_became_decodable() -> None:
-    """Only data-1 is up: task 1 waits in the queue while task 0 runs."""
-    h = Harness(k=2, decode_grace=GRACE, up=False)
+def _queued_behind(h: Harness) -> list[Any]:
+    """Only data-1 is up: task 1 waits in the queue while task 0 runs; the parity comes
+    at 1 ms; task 0's answer at 2 ms makes task 1 decodable while still queued."""
     for name in ("data-1", "parity-0"):
         h.feed(InstanceUp(name))
     h.query(1, deadline=1.0)  # task 0 -> data-1 at t=0
@@ -128,9 +128,22 @@ def test_a_task_still_queued_is_due_a_grace_after_it_became_decodable() -> None:
     h.now = 0.001
     h.done(2, "parity-0", "par")  # two outputs missing, one parity: nothing to decode
     h.now = 0.002
-    actions = h.done(0, "data-1", "out1")  # task 1 decodable, still queued at this moment
-    assert SetTimer(0.002 + GRACE) in actions
+    return h.done(0, "data-1", "out1")  # frees data-1, which takes task 1 at once
+
+
+def test_a_queued_task_is_held_until_sent_and_due_a_grace_after_its_send() -> None:
+    """A loaded cluster is not a slow one: waiting in the frontend's queue is not late."""
+    h = Harness(k=2, decode_grace=GRACE, up=False)
+    actions = _queued_behind(h)
+    assert SetTimer(0.002 + GRACE) in actions  # set when task 1 was sent, at 2 ms
     assert only(actions, Reconstruct) == []
+    assert only(h.feed(Tick(), at=0.002 + GRACE), Reconstruct)[0].answers == ((2, 0),)
+
+
+def test_eager_grace_decodes_a_queued_task_at_once() -> None:
+    h = Harness(k=2, decode_grace=0.0, up=False)
+    actions = _queued_behind(h)
+    assert only(actions, Reconstruct)[0].answers == ((2, 0),)
 
 
 def test_a_held_reconstruction_nobody_waits_for_is_not_answered() -> None:
