@@ -23,6 +23,13 @@ Codes:
   submatrix of A is non-singular (A is totally positive): any k of the k + r outputs
   determine the rest, and decoding solves that small linear system.  Row 0 is all ones,
   so ``linear`` with r=1 is ``sum``.
+- ``berrut`` (any r, training-free; BACC/ApproxIFER made systematic): the k inputs are
+  samples of a curve at k Chebyshev nodes; parity i is Berrut's rational interpolant of
+  them at a node of its own, and the **base model** answers it (no parity model exists).
+  A missing output is Berrut's interpolant of the available outputs at the missing
+  slot's node: approximate for a non-linear F, exact for constant outputs, and for k=2,
+  r=1 the parity is the mean and the decoder 2 F(mean) - F(other), exact for affine F.
+  `ApproxIFER` is the non-systematic setting (every answer interpolated), for ``parm eval``.
 
 Shapes: ``inputs`` is ``(k, B, *sample)`` -- slot first, then the batch a slot carries (1
 in the papers' default), then the per-sample shape.  ``outputs`` is ``(k, B, *out)``.
@@ -185,8 +192,7 @@ class LinearCode:
 
     def __post_init__(self) -> None:
         _check_k(self.k)
-        if self.r < 1:
-            raise ValueError(f"a code needs r >= 1 parities, got r={self.r}")
+        _check_r(self.r)
 
     @property
     def coefficients(self) -> Matrix:
@@ -213,7 +219,122 @@ class LinearCode:
         return _solve(self.coefficients, parity_outputs, outputs, missing)
 
 
-CODES = {"sum": SumCode, "concat": ConcatCode, "linear": LinearCode}
+@dataclass(frozen=True)
+class BerrutCode:
+    """Systematic Berrut code: r interpolated queries that the base model itself answers.
+
+    The k + r nodes are the Chebyshev points of the first kind, cos((2i + 1) pi / 2n) for
+    n = k + r (decreasing, in (-1, 1)); the r parity nodes are spread among them, so
+    each parity interpolates between data nodes.  Decoding interpolates over every
+    output that arrived (at least k of the k + r).
+    """
+
+    k: int
+    r: int = 1
+    name: str = "berrut"
+
+    def __post_init__(self) -> None:
+        _check_k(self.k)
+        _check_r(self.r)
+
+    @property
+    def data_nodes(self) -> tuple[float, ...]:
+        """Where the k inputs are taken to be samples of the curve."""
+        nodes = chebyshev_nodes(self.k + self.r)
+        return tuple(nodes[i] for i in _berrut_data(self.k, self.r))
+
+    @property
+    def parity_nodes(self) -> tuple[float, ...]:
+        """Where the r parity queries interpolate it."""
+        nodes = chebyshev_nodes(self.k + self.r)
+        return tuple(nodes[i] for i in _berrut_parity(self.k, self.r))
+
+    @property
+    def coefficients(self) -> Matrix:
+        """A ``(r, k)``: parity i is sum_j A[i][j] X_j (each row sums to 1)."""
+        data = self.data_nodes
+        return tuple(berrut_weights(data, z) for z in self.parity_nodes)
+
+    def encode(self, inputs: Array) -> Array:
+        return self.encode_all(inputs)[0]
+
+    def encode_all(self, inputs: Array) -> list[Array]:
+        _check_slots(inputs, self.k)
+        return [_weighted_sum(row, inputs, range(self.k)) for row in self.coefficients]
+
+    def combine(self, outputs: Array) -> list[Array]:
+        """The outputs interpolated at the parity nodes: F(parity i) when F is affine
+        and interpolation commutes with it (a model is not; the base model answers)."""
+        return self.encode_all(outputs)
+
+    def decode(self, parity_output: Array, outputs: Array, missing: int) -> Array:
+        parities: list[Array | None] = [parity_output] + [None] * (self.r - 1)
+        return self.decode_erasures(parities, outputs, [missing])[0]
+
+    def decode_erasures(
+        self, parity_outputs: Sequence[Array | None], outputs: Array, missing: Sequence[int]
+    ) -> list[Array]:
+        present = _check_erasures(self.k, self.r, parity_outputs, outputs, missing)
+        data, parity = _berrut_data(self.k, self.r), _berrut_parity(self.k, self.r)
+        # Every output that arrived, as (position among the k + r nodes, value).
+        known = [(data[j], outputs[j]) for j in range(self.k) if j not in missing]
+        known += [(parity[i], parity_outputs[i]) for i in present]
+        known.sort(key=lambda pair: pair[0])  # node order: Berrut's signs alternate in it
+        positions = tuple(p for p, _ in known)
+        values = [v for _, v in known]
+        n = self.k + self.r
+        return [
+            _weighted_sum(_berrut_row(n, positions, data[m]), values, range(len(values)))
+            for m in missing
+        ]
+
+
+@dataclass(frozen=True)
+class ApproxIFER:
+    """The non-systematic Berrut code of ApproxIFER (AAAI 2022), for evaluation.
+
+    The k inputs are samples at the k Chebyshev points of the first kind; the model
+    answers n interpolated queries at the n Chebyshev points of the second kind,
+    cos(i pi / (n - 1)); every one of the k outputs is Berrut's interpolant of the
+    answers that arrived, at its input's node: all outputs are approximate.
+    """
+
+    k: int
+    n: int
+
+    def __post_init__(self) -> None:
+        _check_k(self.k)
+        if self.n < 2:
+            raise ValueError(f"ApproxIFER needs n >= 2 queries, got n={self.n}")
+
+    @property
+    def query_nodes(self) -> tuple[float, ...]:
+        return tuple(math.cos(i * math.pi / (self.n - 1)) for i in range(self.n))
+
+    def encode(self, inputs: Array) -> list[Array]:
+        """The n queries ``(B, *sample)`` from ``inputs`` ``(k, B, *sample)``."""
+        _check_slots(inputs, self.k)
+        data = chebyshev_nodes(self.k)
+        rows = [berrut_weights(data, z) for z in self.query_nodes]
+        return [_weighted_sum(row, inputs, range(self.k)) for row in rows]
+
+    def decode(self, answers: Sequence[Array | None]) -> list[Array]:
+        """The k outputs from the n answers, ``None`` where one did not arrive."""
+        if len(answers) != self.n:
+            raise ValueError(f"expected {self.n} answers (None where missing), got {len(answers)}")
+        arrived = [i for i, a in enumerate(answers) if a is not None]
+        if not arrived:
+            raise ValueError("ApproxIFER needs at least one answer to decode")
+        nodes = tuple(self.query_nodes[i] for i in arrived)
+        values = [answers[i] for i in arrived]
+        rows = [berrut_weights(nodes, x) for x in chebyshev_nodes(self.k)]
+        return [_weighted_sum(row, values, range(len(values))) for row in rows]
+
+
+CODES = {"sum": SumCode, "concat": ConcatCode, "linear": LinearCode, "berrut": BerrutCode}
+
+#: codes whose parity queries the base model answers: nothing is trained for them
+TRAINING_FREE = frozenset({"berrut"})
 
 
 def make_code(name: str, k: int, r: int = 1) -> Code:
@@ -222,6 +343,8 @@ def make_code(name: str, k: int, r: int = 1) -> Code:
         raise UnknownCodeError(f"unknown code {name!r}; expected one of {sorted(CODES)}")
     if name == "linear":
         return LinearCode(k, r)
+    if name == "berrut":
+        return BerrutCode(k, r)
     if r != 1:
         raise ValueError(f"code {name!r} has one parity (r=1), got r={r}; use 'linear' for r>1")
     code: Code = CODES[name](k)
@@ -231,6 +354,11 @@ def make_code(name: str, k: int, r: int = 1) -> Code:
 def _check_k(k: int) -> None:
     if k < 1:
         raise ValueError(f"a code needs k >= 1 data slots, got k={k}")
+
+
+def _check_r(r: int) -> None:
+    if r < 1:
+        raise ValueError(f"a code needs r >= 1 parities, got r={r}")
 
 
 def _check_slots(array: Any, k: int) -> None:
@@ -260,6 +388,22 @@ def _solve(
 ) -> list[Array]:
     """Decode ``missing`` data slots from the available parities by a small linear solve."""
     r, k = len(coefficients), len(coefficients[0])
+    rows = _check_erasures(k, r, parity_outputs, outputs, missing)[: len(missing)]
+    if not missing:
+        return []
+    known = [j for j in range(k) if j not in missing]
+    # Parity row i minus the known slots' part leaves sum_{m in missing} A[i][m] F(X_m).
+    residuals = [
+        _minus(cast(Array, parity_outputs[i]), coefficients[i], outputs, known) for i in rows
+    ]
+    inverse = _inverse(coefficients, rows, tuple(missing))  # (m, m)
+    return [_weighted_sum(line, residuals, range(len(rows))) for line in inverse]
+
+
+def _check_erasures(
+    k: int, r: int, parity_outputs: Sequence[Any], outputs: Any, missing: Sequence[int]
+) -> tuple[int, ...]:
+    """Refuse an erasure pattern no code can decode; the indices of the parities present."""
     _check_slots(outputs, k)
     if len(parity_outputs) != r:
         raise ValueError(
@@ -269,20 +413,12 @@ def _solve(
         _check_missing(m, k)
     if len(set(missing)) != len(missing):
         raise ValueError(f"missing slots must be distinct, got {list(missing)}")
-    if not missing:
-        return []
-    rows = tuple(i for i, p in enumerate(parity_outputs) if p is not None)[: len(missing)]
-    if len(rows) < len(missing):
+    present = tuple(i for i, p in enumerate(parity_outputs) if p is not None)
+    if len(present) < len(missing):
         raise ValueError(
-            f"{len(missing)} missing data outputs need as many parity outputs, got {len(rows)}"
+            f"{len(missing)} missing data outputs need as many parity outputs, got {len(present)}"
         )
-    known = [j for j in range(k) if j not in missing]
-    # Parity row i minus the known slots' part leaves sum_{m in missing} A[i][m] F(X_m).
-    residuals = [
-        _minus(cast(Array, parity_outputs[i]), coefficients[i], outputs, known) for i in rows
-    ]
-    inverse = _inverse(coefficients, rows, tuple(missing))  # (m, m)
-    return [_weighted_sum(line, residuals, range(len(rows))) for line in inverse]
+    return present
 
 
 def _minus(parity_output: Array, row: tuple[float, ...], outputs: Array, known: list[int]) -> Array:
@@ -303,6 +439,43 @@ def _weighted_sum(row: tuple[float, ...], arrays: Any, slots: Sequence[int]) -> 
 @functools.cache
 def _vandermonde(k: int, r: int) -> Matrix:
     return tuple(tuple(((j + 1) / k) ** i for j in range(k)) for i in range(r))
+
+
+def chebyshev_nodes(n: int) -> tuple[float, ...]:
+    """The n Chebyshev points of the first kind, cos((2i + 1) pi / 2n), decreasing."""
+    return tuple(math.cos((2 * i + 1) * math.pi / (2 * n)) for i in range(n))
+
+
+def berrut_weights(nodes: Sequence[float], at: float) -> tuple[float, ...]:
+    """Coefficients c with sum_i c_i f(nodes[i]) = Berrut's interpolant of f at ``at``.
+
+    ``nodes`` must be monotone (the signs alternate in their order, so the interpolant
+    has no real poles).  At a node the interpolant is that node's value, exactly.
+    """
+    if at in nodes:
+        return tuple(1.0 if x == at else 0.0 for x in nodes)
+    terms = [(-1.0) ** i / (at - x) for i, x in enumerate(nodes)]
+    total = math.fsum(terms)
+    return tuple(t / total for t in terms)
+
+
+@functools.cache
+def _berrut_parity(k: int, r: int) -> tuple[int, ...]:
+    """Positions of the r parity nodes among the k + r: evenly spread, never at an end
+    when there is room, so a parity lies between data nodes."""
+    return tuple((i + 1) * (k + r) // (r + 1) for i in range(r))
+
+
+@functools.cache
+def _berrut_data(k: int, r: int) -> tuple[int, ...]:
+    parity = _berrut_parity(k, r)
+    return tuple(i for i in range(k + r) if i not in parity)
+
+
+@functools.cache
+def _berrut_row(n: int, positions: tuple[int, ...], target: int) -> tuple[float, ...]:
+    nodes = chebyshev_nodes(n)
+    return berrut_weights([nodes[p] for p in positions], nodes[target])
 
 
 @functools.cache
