@@ -59,7 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "--parity", type=Path, action="append", default=[],
         help="parity model bundle; repeat for r > 1 parities (one per index, linear code)",
     )  # fmt: skip
-    up.add_argument("--code", default="sum", help="sum (default), concat or linear")
+    up.add_argument(
+        "--code", default="sum",
+        help="sum (default), concat, linear, or berrut (training-free: no --parity; the "
+        "parity instances serve the base model)",
+    )  # fmt: skip
+    up.add_argument("--r", type=int, help="parities per group for --code berrut (default 1)")
     up.add_argument("--name", help="model name clients use (default: the base manifest's)")
     up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
     up.add_argument("--data-instances", type=int, help="default: k")
@@ -115,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from common.codes import TRAINING_FREE
     from deploy.local import LocalCluster, serve_until_signalled
     from deploy.spec import Deployment, ModelDeployment, assign_injections, load_deployment
     from frontend.events import Mode
@@ -127,7 +133,7 @@ def _up(args: argparse.Namespace) -> int:
         base, parities, name = args.base, tuple(args.parity), args.name
         if base is None:
             base, demo_parity, name = _demo_bundles(args.k)
-            parities = (demo_parity,)
+            parities = () if args.code in TRAINING_FREE else (demo_parity,)
         if name is None:
             from common.bundle import read_manifest
 
@@ -141,6 +147,7 @@ def _up(args: argparse.Namespace) -> int:
             mode=Mode(args.mode),
             data_instances=args.data_instances or args.k,
             parity_instances=args.parity_instances,
+            parities_per_group=args.r,
             settings={
                 "policy": args.policy,
                 "batch_size": args.batch_size,

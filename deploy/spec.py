@@ -16,6 +16,9 @@ A deployment file (``parm up --config``) is TOML::
     data_instances = 2
     parity_instances = 1
     inject = ["data-0:delay_ms=200,prob=0.1"]
+    # code = "berrut" needs no parity bundle (its parity instances serve the base
+    # model); then r = 2 says how many parities each group gets
+
     # any other key is a frontend.config.ModelConfig setting, e.g.
     group_timeout_ms = 10
     slo_ms = 1000
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.codes import TRAINING_FREE
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode, PartialPolicy
 from model_container.faults import FaultSettings
@@ -74,6 +78,8 @@ class ModelDeployment:
     settings: Mapping[str, Any] = field(default_factory=dict)
     #: r > 1 parities (the linear code): one parity bundle per index, instead of ``parity``
     parities: tuple[Path, ...] = ()
+    #: r of a training-free code (``berrut``), which has no parity bundles to count
+    parities_per_group: int | None = None
 
     @property
     def parity_bundles(self) -> tuple[Path, ...]:
@@ -83,7 +89,14 @@ class ModelDeployment:
         return (self.parity,) if self.parity is not None else ()
 
     @property
+    def training_free(self) -> bool:
+        """Whether the parity instances serve the base model (no parity model exists)."""
+        return self.settings.get("code") in TRAINING_FREE
+
+    @property
     def r(self) -> int:
+        if self.training_free:
+            return self.parities_per_group or 1
         return max(len(self.parity_bundles), 1)
 
     def parity_index(self, instance: str) -> int:
@@ -95,8 +108,7 @@ class ModelDeployment:
             raise DeploymentError(
                 f"model {self.name!r}: need data_instances >= 1 and parity_instances >= 0"
             )
-        if self.mode is Mode.CODED and self.parity_instances and not self.parity_bundles:
-            raise DeploymentError(f"model {self.name!r}: coded mode needs a parity bundle")
+        self._check_code()
         if self.mode is Mode.CODED and 0 < self.parity_instances < self.r:
             raise DeploymentError(
                 f"model {self.name!r}: {self.r} parity models need at least {self.r} "
@@ -109,14 +121,33 @@ class ModelDeployment:
                 f"its instances are {self.instance_names()}"
             )
 
+    def _check_code(self) -> None:
+        code = self.settings.get("code")
+        if self.training_free and self.parity_bundles:
+            raise DeploymentError(
+                f"model {self.name!r}: the {code} code takes no parity bundle; its parity "
+                "instances serve the base model"
+            )
+        if not self.training_free and self.parities_per_group is not None:
+            raise DeploymentError(
+                f"model {self.name!r}: r is the number of parity bundles for code "
+                f"{code or 'sum'!r}; only a training-free code ({sorted(TRAINING_FREE)}) takes r"
+            )
+        r = self.parities_per_group
+        if r is not None and (not isinstance(r, int) or r < 1):
+            raise DeploymentError(f"model {self.name!r}: r must be a whole number >= 1, got {r!r}")
+        coded = self.mode is Mode.CODED and self.parity_instances
+        if coded and not self.parity_bundles and not self.training_free:
+            raise DeploymentError(f"model {self.name!r}: coded mode needs a parity bundle")
+
     def instance_names(self) -> list[str]:
         return [f"data-{i}" for i in range(self.data_instances)] + [
             f"parity-{i}" for i in range(self.parity_instances)
         ]
 
     def bundle_for(self, instance: str) -> Path:
-        """What an instance runs: the parity model only in coded mode."""
-        if instance.startswith("parity-") and self.mode is Mode.CODED:
+        """What an instance runs: the parity model only in coded mode with a trained code."""
+        if instance.startswith("parity-") and self.mode is Mode.CODED and not self.training_free:
             return self.parity_bundles[self.parity_index(instance)]
         return self.base
 
@@ -142,7 +173,7 @@ class ModelDeployment:
         entry = ModelEntry(
             self.name, seen(self.base), parities, self.k, self.mode, {**self.settings}
         )
-        return entry.model_config(data, indexed)
+        return entry.model_config(data, indexed, r=self.r)
 
 
 @dataclass(frozen=True)
@@ -236,7 +267,7 @@ def load_deployment(path: Path) -> Deployment:
 
 
 def _model(entry: Mapping[str, Any], root: Path) -> ModelDeployment:
-    model = read_model_entry(entry, root, own=(*INSTANCE_KEYS, "inject"))
+    model = read_model_entry(entry, root, own=(*INSTANCE_KEYS, "inject", "r"))
     counts = {key: model.own[key] for key in INSTANCE_KEYS if key in model.own}
     wrong = {key: n for key, n in counts.items() if not isinstance(n, int)}
     if wrong:
@@ -252,6 +283,7 @@ def _model(entry: Mapping[str, Any], root: Path) -> ModelDeployment:
         k=model.k,
         mode=model.mode,
         inject=dict(parse_injection(text) for text in model.own.get("inject", [])),
+        parities_per_group=model.own.get("r"),
         settings=model.settings,
         **counts,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from common.codes import TRAINING_FREE
 from frontend.events import CoreConfig, Mode, PartialPolicy
 
 T = TypeVar("T")
@@ -73,6 +74,7 @@ class ModelConfig:
     k: int = 2
     code: str = "sum"
     #: parities per group; r > 1 takes one parity bundle per index in ``parity_bundles``
+    #: (the berrut code takes none: its parity instances serve the base model)
     r: int = 1
     parity_bundles: tuple[Path, ...] = ()
     policy: str = "single-queue"
@@ -106,7 +108,13 @@ class ModelConfig:
         if self.mode is not Mode.CODED or not self.parity:
             return
         bundles = self.parity_bundle_paths()
-        if len(bundles) != self.r:
+        if self.code in TRAINING_FREE:
+            if bundles:
+                raise ValueError(
+                    f"model {self.name!r}: the {self.code} code takes no parity bundle (its "
+                    f"parity instances serve the base model); got {[str(b) for b in bundles]}"
+                )
+        elif len(bundles) != self.r:
             raise ValueError(
                 f"model {self.name!r}: coded mode with r={self.r} needs {self.r} parity "
                 f"bundle(s), one per parity index; got {len(bundles)}"

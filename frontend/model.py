@@ -6,7 +6,8 @@ and feeds instance answers back in.  Everything outside it is injected: time and
 timers come through a ``common.clock.Clock`` (the event loop's, or a simulated one in
 tests), and the connections to instances are `Link`s made by a factory (the real one is
 ``frontend.instances.InstanceLink``; tests pass in-memory fakes).  The encode/decode
-arithmetic is ``common.codes``.  Tasks it starts (the instance links, the F(0) fetches)
+arithmetic is ``common.codes``; with a training-free code (``berrut``) the parity
+instances serve the base model itself.  Tasks it starts (the instance links, the F(0) fetches)
 belong to the task group of `ModelService.run`.
 """
 
@@ -24,9 +25,15 @@ import numpy as np
 import numpy.typing as npt
 
 from common.backoff import Backoff
-from common.bundle import Manifest, TensorSpec, check_parity_for, read_manifest
+from common.bundle import (
+    BundleMismatchError,
+    Manifest,
+    TensorSpec,
+    check_parity_for,
+    read_manifest,
+)
 from common.clock import Clock, TimerHandle, sleep
-from common.codes import make_code
+from common.codes import TRAINING_FREE, make_code
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
 from frontend.events import (
@@ -145,13 +152,7 @@ class ModelService:
         self._out_dtype = dtype_of(self.output.datatype)
         self.row_bytes = math.prod(self.input.shape) * self._in_dtype.itemsize
         data, parity = config.pools()
-        # One parity model per parity index (r of them); each checked against the base.
-        self.parities = [read_manifest(b) for b in config.parity_bundle_paths()] if parity else []
-        for index, manifest in enumerate(self.parities):
-            check_parity_for(
-                self.base, manifest, k=config.k, code=config.code, r=config.r,
-                index=index if config.r > 1 else None,
-            )  # fmt: skip
+        self.parities = self._parity_models() if parity else []
         self.parity: Manifest | None = self.parities[0] if self.parities else None
         self.code = make_code(config.code, config.k, config.r)
         self.core = Coordinator(
@@ -184,6 +185,30 @@ class ModelService:
             self._default = np.asarray(config.default_output, self._out_dtype).reshape(
                 self.output.shape
             )
+
+    def _parity_models(self) -> list[Manifest]:
+        """The model each parity index's instances serve (r of them), checked.
+
+        A training-free code's parity queries are interpolated inputs that the base
+        model itself answers; otherwise each index has its parity model, trained for
+        this base model, k, code and r.
+        """
+        config = self.config
+        if config.code in TRAINING_FREE:
+            if self._in_dtype.kind != "f":
+                raise BundleMismatchError(
+                    f"model {self.name!r}: the {config.code} code sends interpolated inputs, "
+                    f"which need a floating-point input; {self.base.name!r} takes "
+                    f"{self.input.datatype}"
+                )
+            return [self.base] * config.r
+        parities = [read_manifest(b) for b in config.parity_bundle_paths()]
+        for index, manifest in enumerate(parities):
+            check_parity_for(
+                self.base, manifest, k=config.k, code=config.code, r=config.r,
+                index=index if config.r > 1 else None,
+            )  # fmt: skip
+        return parities
 
     # -- lifecycle ---------------------------------------------------------------------
 

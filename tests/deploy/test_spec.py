@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,3 +233,39 @@ def test_a_bad_decode_grace_is_refused() -> None:
         ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), decode_grace="soon")
     with pytest.raises(ValueError, match="decode_grace: expected auto or milliseconds >= 0"):
         ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), decode_grace=-1.0)
+
+
+def test_a_berrut_deployment_file_serves_the_base_model_on_its_parity_instances(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(
+        '[[models]]\nname = "m"\nbase = "b"\nk = 3\ncode = "berrut"\nr = 2\n'
+        "data_instances = 3\nparity_instances = 2\n"
+    )
+    (m,) = load_deployment(path).models
+    assert (m.r, m.parity_bundles, m.training_free) == (2, (), True)
+    assert [m.bundle_for(f"parity-{i}") for i in range(2)] == [tmp_path / "b"] * 2
+    data = tuple(InstanceAddress(f"data-{i}", f"h:{i}") for i in range(3))
+    parity = tuple(InstanceAddress(f"parity-{i}", f"h:{3 + i}") for i in range(2))
+    config = m.model_config(data, parity)
+    assert (config.code, config.r, config.parity_bundle_paths()) == ("berrut", 2, ())
+    assert [a.parity_index for a in config.parity] == [0, 1]
+    assert ModelDeployment("m", Path("b"), settings={"code": "berrut"}).r == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"parity": Path("p"), "settings": {"code": "berrut"}}, "berrut code takes no parity"),
+        ({"parity": Path("p"), "parities_per_group": 2}, "only a training-free code"),
+        ({"settings": {"code": "berrut"}, "parities_per_group": 0}, "r must be a whole number"),
+        (
+            {"settings": {"code": "berrut"}, "parities_per_group": 2, "parity_instances": 1},
+            "at least 2 parity instances",
+        ),
+    ],
+)
+def test_berrut_deployments_are_checked(kw: dict[str, Any], message: str) -> None:
+    with pytest.raises(DeploymentError, match=message):
+        ModelDeployment("m", Path("b"), **kw)

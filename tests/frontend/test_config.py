@@ -50,6 +50,14 @@ def test_coded_mode_needs_one_parity_bundle_per_index() -> None:
         model(Mode.CODED, r=2)
 
 
+def test_the_berrut_code_takes_no_parity_bundle_and_any_r() -> None:
+    parity = tuple(InstanceAddress(f"p{i}", "h:3", parity_index=i) for i in range(3))
+    config = ModelConfig("m", Path("base"), DATA, parity=parity, code="berrut", r=3)
+    assert config.parity_bundle_paths() == ()
+    with pytest.raises(ValueError, match=r"berrut code takes no parity bundle.*\['p'\]"):
+        model(Mode.CODED, code="berrut")
+
+
 def test_parity_indices_must_be_below_r() -> None:
     wrong = (InstanceAddress("p0", "h:3", parity_index=1),)
     with pytest.raises(ValueError, match=r"parity_index of \['p0'\] not in \[0, 1\)"):
