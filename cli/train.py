@@ -4,7 +4,7 @@ parm train base        train a base model (classifier) into a bundle
 parm train parity      train a parity model for a base bundle (paradigm 2)
 parm train learned     learn an encoder and decoder for a base bundle (paradigm 1)
 parm train experiment  run the cross product of an experiment file
-parm eval              A_a, A_d and A_o of a base and parity bundle on a test set
+parm eval              A_a, A_d and A_o of a base and parity bundle (or a training-free code)
 
 `add_commands` hangs them on the ``parm`` parser; nothing here imports torch until a
 command runs, so ``parm up`` starts as fast as before.
@@ -51,8 +51,18 @@ def add_commands(sub: Any) -> None:
     ev = sub.add_parser("eval", help="measure A_a, A_d and A_o of a parity model")
     ev.add_argument("--base", type=Path, required=True, help="base bundle")
     ev.add_argument(
-        "--parity", type=Path, action="append", required=True, help="parity bundle (r times)"
+        "--parity", type=Path, action="append", default=[],
+        help="parity bundle (r times); none for --code berrut or approxifer",
+    )  # fmt: skip
+    ev.add_argument(
+        "--code",
+        help="default: the parity bundles'; berrut (training-free: the base model answers "
+        "the parity queries) or approxifer (ApproxIFER's non-systematic Berrut setting)",
     )
+    ev.add_argument("--k", type=int, help="default: the parity bundles'; needed without one")
+    ev.add_argument("--r", type=int, default=1, help="parities per group for --code berrut")
+    ev.add_argument("--n", type=int, help="approxifer: queries per group (default k + S)")
+    ev.add_argument("--stragglers", type=int, default=1, help="approxifer: lost answers S")
     ev.add_argument("--dataset", required=True, help=DATASET_HELP)
     ev.add_argument("--out", type=Path, required=True, help="writes metrics.json, accuracy.png")
     ev.add_argument("--rounds", type=int, default=10, help="passes over the test set")
@@ -157,8 +167,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     split = load_dataset(args.dataset, download=args.download)
     metrics = run_eval(
-        args.base, args.parity, split, args.out, rounds=args.rounds, seed=args.seed,
-        device=args.device,
+        args.base, args.parity, split, args.out, k=args.k, code=args.code, r=args.r, n=args.n,
+        stragglers=args.stragglers, rounds=args.rounds, seed=args.seed, device=args.device,
     )  # fmt: skip
     _print_summary(args.out, metrics)
     return 0

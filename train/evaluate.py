@@ -11,6 +11,12 @@
 - ``A_o``: overall accuracy when a fraction f of outputs is unavailable,
   ``(1 - f) A_a + f A_d``, at f = 0.01, 0.05, 0.1, 0.2; ``A_o_default`` is the same with
   Clipper's default prediction (the most frequent training class) in place of A_d.
+
+A training-free code (``berrut``) needs no parity bundle: its r parity queries are
+answered by the base model itself.  ``approxifer`` is the non-systematic Berrut setting
+of ApproxIFER (`evaluate_approxifer`): each group of k is sent as n interpolated
+queries, ``stragglers`` of the n answers are lost (every such pattern), and *every*
+output is decoded, so its ``A_d`` is the accuracy of all answers, not only late ones.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 from torch import nn
 
 from common.bundle import BundleMismatchError, Manifest, check_parity_for
-from common.codes import Code, make_code
+from common.codes import TRAINING_FREE, ApproxIFER, Code, make_code
 from common.models import load_model
 from train.common import METRICS_FILE, predict, resolve_device, top1, write_json
 from train.data import Split
@@ -34,6 +40,9 @@ F_VALUES = (0.01, 0.05, 0.1, 0.2)
 PLOT_FILE = "accuracy.png"
 
 Pattern = tuple[tuple[int, ...], tuple[int, ...]]  # (missing data slots, lost parities)
+
+#: ``code`` name of ApproxIFER's non-systematic setting (not a `common.codes.Code`)
+APPROXIFER = "approxifer"
 
 
 def erasure_patterns(k: int, r: int) -> list[Pattern]:
@@ -113,6 +122,17 @@ def degraded(
     return {"A_d": a_d, "A_d_agreement": agreement, "recon_mse": mse, "patterns": per_pattern}
 
 
+def _default_prediction(split: Split, y: torch.Tensor, a_a: float) -> dict[str, Any]:
+    """Clipper's default prediction (the most frequent training class) in place of A_d."""
+    default_class = int(np.bincount(split.y_train).argmax())
+    a_default = float((y == default_class).float().mean())
+    return {
+        "default_class": default_class,
+        "A_default": a_default,
+        "A_o_default": overall(a_a, a_default),
+    }
+
+
 def overall(a_a: float, a_d: float) -> dict[str, float]:
     """``A_o`` at each f of `F_VALUES` (JSON keys)."""
     return {str(f): (1 - f) * a_a + f * a_d for f in F_VALUES}
@@ -145,17 +165,13 @@ def evaluate_models(
     patterns = erasure_patterns(k, code.r)
     result = degraded(code, base_out, parity_outs, groups, y, patterns)
     a_a = top1(base_out, y)
-    default_class = int(np.bincount(split.y_train).argmax())
-    a_default = float((y == default_class).float().mean())
     if code.r == 1:
         del result["patterns"]
     return {
         "A_a": a_a,
         **result,
         "A_o": overall(a_a, result["A_d"]),
-        "default_class": default_class,
-        "A_default": a_default,
-        "A_o_default": overall(a_a, a_default),
+        **_default_prediction(split, y, a_a),
         "k": k,
         "r": code.r,
         "code": code.name,
@@ -170,15 +186,53 @@ def evaluate(
     k: int | None = None,
     *,
     code: str | None = None,
+    r: int = 1,
+    n: int | None = None,
+    stragglers: int = 1,
     rounds: int = 10,
     seed: int = 0,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Metrics of bundles on ``split``'s test set; k and code default to the parity's own."""
+    """Metrics of bundles on ``split``'s test set; k and code default to the parity's own.
+
+    A training-free code (``berrut``, with ``r`` parities) or ``approxifer`` (``n``
+    queries, ``stragglers`` lost) takes no parity bundle and needs ``k``.
+    """
     dirs = [parity_dir] if isinstance(parity_dir, str | Path) else list(parity_dir)
     dev = resolve_device(device)
     base_manifest, base = load_model(base_dir, dev)
-    loaded = [load_model(d, dev) for d in dirs]
+    if code == APPROXIFER or code in TRAINING_FREE:
+        if dirs or k is None:
+            raise BundleMismatchError(
+                f"the {code} code needs k and takes no parity bundle (the base model answers "
+                f"its queries); got k={k} and parity bundles {[str(d) for d in dirs]}"
+            )
+        if code == APPROXIFER:
+            metrics = evaluate_approxifer(
+                base, split, k, n=n, stragglers=stragglers, rounds=rounds, seed=seed
+            )
+        else:
+            metrics = evaluate_models(
+                base, [base] * r, split, k, code_name=code, rounds=rounds, seed=seed
+            )
+    else:
+        metrics = _evaluate_parities(base_manifest, base, dirs, split, k, code, rounds, seed, dev)
+    return metrics | {"dataset": split.name, "base": _describe(base_manifest)}
+
+
+def _evaluate_parities(
+    base_manifest: Manifest,
+    base: nn.Module,
+    dirs: Sequence[str | Path],
+    split: Split,
+    k: int | None,
+    code: str | None,
+    rounds: int,
+    seed: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    """`evaluate_models` over parity bundles, each checked against the base."""
+    loaded = [load_model(d, device) for d in dirs]
     loaded.sort(key=lambda pair: pair[0].parity.index if pair[0].parity else 0)
     first = loaded[0][0].parity
     k = k if k is not None else (first.k if first else 0)
@@ -186,8 +240,59 @@ def evaluate(
     for i, (manifest, _) in enumerate(loaded):
         check_parity_for(base_manifest, manifest, k=k, code=code, r=len(loaded), index=i)
     models = [model for _, model in loaded]
-    metrics = evaluate_models(base, models, split, k, code_name=code, rounds=rounds, seed=seed)
-    return metrics | {"dataset": split.name, "base": _describe(base_manifest)}
+    return evaluate_models(base, models, split, k, code_name=code, rounds=rounds, seed=seed)
+
+
+@torch.no_grad()
+def evaluate_approxifer(
+    base: nn.Module,
+    split: Split,
+    k: int,
+    *,
+    n: int | None = None,
+    stragglers: int = 1,
+    rounds: int = 10,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """ApproxIFER's non-systematic Berrut code: every one of the k outputs is decoded.
+
+    ``n`` queries per group (default ``k + stragglers``); ``A_d`` averages over every
+    choice of ``stragglers`` lost answers.
+    """
+    n = k + stragglers if n is None else n
+    code = ApproxIFER(k, n)
+    device = next(iter(base.parameters())).device
+    x = torch.from_numpy(split.x_test).to(device)
+    y = torch.from_numpy(split.y_test).to(device)
+    base_out = predict(base, x)  # (N, classes)
+    groups = eval_groups(len(x), k, rounds, seed).to(device)  # (k, G)
+    answers = [predict(base, q) for q in code.encode(x[groups])]  # n x (G, classes)
+    outputs = base_out[groups]  # (k, G, classes)
+    totals, count = np.zeros(3), 0
+    for lost in itertools.combinations(range(n), stragglers):
+        decoded = code.decode([None if i in lost else a for i, a in enumerate(answers)])
+        for j, value in enumerate(decoded):  # (G, classes) each
+            totals += (
+                top1(value, y[groups[j]]),
+                top1(value, outputs[j].argmax(-1)),
+                float(((value - outputs[j]) ** 2).mean()),
+            )
+            count += 1
+    a_d, agreement, mse = (totals / count).tolist()
+    a_a = top1(base_out, y)
+    return {
+        "A_a": a_a,
+        "A_d": a_d,
+        "A_d_agreement": agreement,
+        "recon_mse": mse,
+        "A_o": overall(a_a, a_d),
+        **_default_prediction(split, y, a_a),
+        "k": k,
+        "n": n,
+        "stragglers": stragglers,
+        "code": APPROXIFER,
+        "groups": int(groups.shape[1]),
+    }
 
 
 def run_eval(
@@ -198,7 +303,8 @@ def run_eval(
     **options: Any,
 ) -> dict[str, Any]:
     """`evaluate`, then write ``out_dir/metrics.json`` and the A_o plot ``accuracy.png``."""
-    if not parity_dirs:
+    code = options.get("code")
+    if not parity_dirs and code != APPROXIFER and code not in TRAINING_FREE:
         raise BundleMismatchError("evaluation needs at least one parity bundle")
     metrics = evaluate(base_dir, parity_dirs, split, **options)
     metrics["parity"] = [str(d) for d in parity_dirs]

@@ -47,6 +47,23 @@ def test_eval_writes_the_metrics_file(runs: Path, capsys: pytest.CaptureFixture[
     assert "A_d = " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--code", "berrut", "--k", "3", "--r", "2"], {"code": "berrut", "k": 3, "r": 2}),
+        (["--code", "approxifer", "--k", "2"], {"code": "approxifer", "n": 3, "stragglers": 1}),
+    ],
+)
+def test_eval_of_a_training_free_code_takes_no_parity(
+    runs: Path, options: list[str], expected: dict[str, object]
+):
+    out = runs / f"eval-{expected['code']}"
+    args = ["eval", "--base", str(runs / "base"), "--dataset", "digits", "--out", str(out)]
+    assert main([*args, *options, "--rounds", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {key: metrics[key] for key in expected} == expected
+
+
 def test_resume_reads_the_config_from_the_checkpoint(runs: Path):
     # --resume ignores the command line's hyperparameters: the checkpoint's config rules.
     args = ["train", "parity", "--base", str(runs / "base"), "--dataset", "digits",

@@ -138,3 +138,44 @@ def test_eval_groups_cover_each_round_once(n, k):
         members = groups[:, r * per_round : (r + 1) * per_round].flatten()
         assert len(torch.unique(members)) == per_round * k
     assert torch.equal(groups, eval_groups(n, k, rounds=2, seed=0))
+
+
+# ------------------------------------------------------------------ training-free codes
+
+
+def test_berrut_k2_needs_no_parity_and_is_exact_for_an_affine_base(linear_base, split):
+    # F(x) = W (x - m) / s is affine and the k=2 parity is the mean: 2 F(mean) - F(other).
+    metrics = evaluate(linear_base, [], split, 2, code="berrut", rounds=1)
+    assert (metrics["k"], metrics["r"], metrics["code"]) == (2, 1, "berrut")
+    assert metrics["recon_mse"] < 1e-8
+    assert metrics["A_d"] == pytest.approx(metrics["A_a"])
+
+
+def test_berrut_with_r_parities_decodes_every_erasure_pattern(linear_base, split):
+    metrics = evaluate(linear_base, [], split, 4, code="berrut", r=2, rounds=1)
+    assert (metrics["k"], metrics["r"]) == (4, 2)
+    assert len(metrics["patterns"]) == len(erasure_patterns(4, 2))
+    assert 0.0 < metrics["A_d"] <= 1.0 and metrics["recon_mse"] > 1e-8  # approximate
+
+
+@pytest.mark.parametrize(("k", "n", "stragglers"), [(2, None, 1), (4, 6, 2)])
+def test_approxifer_decodes_every_output_under_every_straggler_pattern(
+    linear_base, split, tmp_path, k, n, stragglers
+):
+    metrics = run_eval(
+        linear_base, [], split, tmp_path / "eval", k=k, code="approxifer", n=n,
+        stragglers=stragglers, rounds=1,
+    )  # fmt: skip
+    assert (metrics["code"], metrics["k"], metrics["stragglers"]) == ("approxifer", k, stragglers)
+    assert metrics["n"] == (k + stragglers if n is None else n)
+    assert 0.0 < metrics["A_d"] <= 1.0 and 0.0 < metrics["A_d_agreement"] <= 1.0
+    assert (tmp_path / "eval" / "accuracy.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("parity", "k", "code"),
+    [(["p"], 2, "berrut"), ([], None, "berrut"), ([], None, "approxifer")],
+)
+def test_training_free_codes_need_k_and_take_no_parity(linear_base, split, parity, k, code):
+    with pytest.raises(BundleMismatchError, match=f"the {code} code needs k"):
+        evaluate(linear_base, parity, split, k, code=code)
