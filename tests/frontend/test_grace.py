@@ -36,8 +36,8 @@ def test_stragglers_do_not_inflate_the_learned_threshold(share: float) -> None:
     est = GraceEstimator()
     for t in _stream(2000, share):
         est.observe(t)
-    healthy_tail = 0.010 + 3 * 0.001
-    assert healthy_tail < est.threshold < 0.030, est.threshold
+    # the healthy instances' own p99.5 is 10 + 2.58 * 1 ms; the stragglers are at 310 ms
+    assert 0.0115 < est.threshold < 0.0140, est.threshold
 
 
 def test_a_mean_or_high_quantile_would_have_followed_the_stragglers() -> None:
@@ -62,11 +62,30 @@ def test_the_estimate_is_refreshed_every_refresh_samples() -> None:
         est.observe(0.050)
     assert est.threshold == pytest.approx(0.010)  # not yet refreshed
     est.observe(0.050)
-    assert est.threshold == pytest.approx(robust_bound([0.010] * 4 + [0.050] * 4, 5.0))
+    assert est.threshold == pytest.approx(0.050)  # half at 50 ms: no longer outliers
 
 
-def test_robust_bound_is_median_plus_spread_mads() -> None:
-    assert robust_bound([1.0, 2.0, 3.0, 4.0, 100.0], 2.0) == pytest.approx(3.0 + 2.0 * 1.0)
+def test_robust_bound_drops_gross_outliers_then_takes_the_quantile() -> None:
+    samples = [float(x) for x in range(1, 101)] + [10_000.0] * 30
+    # median 65.5, MAD 32.5: the cut at 65.5 + 2 * 32.5 = 130.5 drops the 10,000s
+    assert robust_bound(samples, 2.0, 0.99) == 99.0
+    assert robust_bound(samples, 2.0, 1.0) == 100.0
+    assert robust_bound(samples, 2.0, 0.0) == 1.0
+
+
+def test_a_heavy_healthy_tail_is_measured_not_assumed() -> None:
+    """Scheduler-stretched service times: about 1 ms, 4% stretched to 3-5 ms by a time
+    slice.  Median + a few MADs would call those 4% late; the estimator measures them."""
+    rng = random.Random(3)
+    samples = [
+        rng.uniform(0.003, 0.005) if rng.random() < 0.04 else 0.0008 + rng.expovariate(1 / 3e-4)
+        for _ in range(512)
+    ]
+    est = GraceEstimator()
+    for t in samples:
+        est.observe(t)
+    late = sum(t > est.threshold for t in samples) / len(samples)
+    assert late <= 0.01 and est.threshold < 0.006, (late, est.threshold)
 
 
 @pytest.mark.parametrize(
