@@ -115,3 +115,32 @@ def test_bad_options_are_clear_errors(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "expected delay_ms=, prob= or fail_prob=" in result.stderr
+
+
+class _Started(Exception):
+    """Raised by the fake cluster: what parm up would have started is recorded."""
+
+
+def test_up_with_the_berrut_code_needs_no_parity_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import deploy.local
+    from cli.main import main
+
+    started: list[object] = []
+
+    def fake_cluster(deployment: object, log_dir: Path) -> None:
+        started.append(deployment)
+        raise _Started
+
+    monkeypatch.setattr(deploy.local, "LocalCluster", fake_cluster)
+    args = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--k", "3",
+            "--r", "2", "--parity-instances", "2", *FREE_HTTP]  # fmt: skip
+    with pytest.raises(_Started):
+        main(args)
+    (deployment,) = started
+    (model,) = deployment.models  # type: ignore[attr-defined]
+    assert (model.k, model.r, model.parity_bundles, model.training_free) == (3, 2, (), True)
+    assert model.bundle_for("parity-1") == tmp_path
+    too_few = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--r", "2"]
+    assert main([*too_few, *FREE_HTTP]) == 2  # two parities, one parity instance
