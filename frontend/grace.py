@@ -94,10 +94,13 @@ class GraceEstimator:
 
 def robust_bound(samples: list[float], trim: float, quantile: float) -> float:
     """The ``quantile`` of ``samples`` once those above ``median + trim * MAD`` are
-    dropped (the nearest-rank quantile: a value that occurred)."""
+    dropped (the nearest-rank quantile: a value that occurred; the MAD at least a
+    tenth of the median)."""
     median = statistics.median(samples)
-    mad = statistics.median(abs(x - median) for x in samples)
-    inliers = sorted(x for x in samples if x <= median + trim * mad)
+    # A MAD of 0 (identical times, or a clock that ticks in milliseconds) would make
+    # every sample above the median an outlier: the spread is at least a tenth of it.
+    spread = max(statistics.median(abs(x - median) for x in samples), median / 10)
+    inliers = sorted(x for x in samples if x <= median + trim * spread)
     rank = min(len(inliers) - 1, max(0, math.ceil(quantile * len(inliers)) - 1))
     return inliers[rank]
 

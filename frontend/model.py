@@ -174,6 +174,7 @@ class ModelService:
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
         self._timer: TimerHandle | None = None
+        self._timer_at = 0.0  # when the timer is due
         self._tasks: asyncio.TaskGroup | None = None  # run()'s: owns the links and fetches
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
         self._zero_fetches: set[str] = set()  # data instances being asked for F(0)
@@ -299,8 +300,8 @@ class ModelService:
     def _now(self) -> float:
         return self._clock.now()
 
-    def _feed(self, event: Event) -> None:
-        for action in self.core.handle(event, self._now()):
+    def _feed(self, event: Event, now: float | None = None) -> None:
+        for action in self.core.handle(event, self._now() if now is None else now):
             self._act(action)
 
     def _act(self, action: Action) -> None:
@@ -347,11 +348,14 @@ class ModelService:
     def _set_timer(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._timer_at = at
         self._timer = self._clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._feed(Tick())
+        # The loop's timers fire when its own (coarser) clock reaches their time, which
+        # can be a little before now() does: the wake-up is stamped with its own time.
+        self._feed(Tick(), max(self._now(), self._timer_at))
 
     # -- encode, send, decode ----------------------------------------------------------
 

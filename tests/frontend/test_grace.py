@@ -73,6 +73,12 @@ def test_robust_bound_drops_gross_outliers_then_takes_the_quantile() -> None:
     assert robust_bound(samples, 2.0, 0.0) == 1.0
 
 
+def test_a_coarse_clock_does_not_make_the_healthy_tail_outliers() -> None:
+    """Times in whole milliseconds: the MAD is 0, the spread is a tenth of the median."""
+    samples = [0.001] * 90 + [0.002] * 6 + [0.004] * 3 + [0.5]
+    assert robust_bound(samples, 50.0, 0.99) == 0.004
+
+
 def test_a_heavy_healthy_tail_is_measured_not_assumed() -> None:
     """Scheduler-stretched service times: about 1 ms, 4% stretched to 3-5 ms by a time
     slice.  Median + a few MADs would call those 4% late; the estimator measures them."""
