@@ -26,10 +26,11 @@ Codes:
 - ``berrut`` (any r, training-free; BACC/ApproxIFER made systematic): the k inputs are
   samples of a curve at k Chebyshev nodes; parity i is Berrut's rational interpolant of
   them at a node of its own, and the **base model** answers it (no parity model exists).
-  A missing output is Berrut's interpolant of the available outputs at the missing
-  slot's node: approximate for a non-linear F, exact for constant outputs, and for k=2,
-  r=1 the parity is the mean and the decoder 2 F(mean) - F(other), exact for affine F.
-  `ApproxIFER` is the non-systematic setting (every answer interpolated), for ``parm eval``.
+  A missing output is decoded by inverting the encoder (exact for an affine F); the
+  ``berrut-interpolate`` variant decodes as ApproxIFER does, by Berrut's interpolant of
+  the available outputs at the missing slot's node.  For k=2, r=1 both are the same:
+  the parity is the mean and the decoder 2 F(mean) - F(other).  `ApproxIFER` is the
+  non-systematic setting (every answer interpolated), for ``parm eval``.
 
 Shapes: ``inputs`` is ``(k, B, *sample)`` -- slot first, then the batch a slot carries (1
 in the papers' default), then the per-sample shape.  ``outputs`` is ``(k, B, *out)``.
@@ -225,17 +226,32 @@ class BerrutCode:
 
     The k + r nodes are the Chebyshev points of the first kind, cos((2i + 1) pi / 2n) for
     n = k + r (decreasing, in (-1, 1)); the r parity nodes are spread among them, so
-    each parity interpolates between data nodes.  Decoding interpolates over every
-    output that arrived (at least k of the k + r).
+    each parity interpolates between data nodes.  Parity i is sum_j A[i][j] X_j with A's
+    rows Berrut's weights, which sum to 1; A is a Cauchy matrix scaled by rows and
+    columns, so every square submatrix is non-singular.
+
+    Two decoders.  ``solve`` (the default, ``berrut``) inverts the encoder as the linear
+    code does: exact for an affine F (rows summing to 1 carry F's bias), any k of the
+    k + r outputs.  ``interpolate`` (``berrut-interpolate``) is ApproxIFER's: Berrut's
+    interpolant of every output that arrived, at the missing slot's node; exact only
+    for constants, and far less accurate on real models (bench/RESULTS.md, "Berrut").
     """
 
     k: int
     r: int = 1
-    name: str = "berrut"
+    decoder: str = "solve"
 
     def __post_init__(self) -> None:
         _check_k(self.k)
         _check_r(self.r)
+        if self.decoder not in BERRUT_DECODERS:
+            raise ValueError(
+                f"the Berrut decoder is one of {sorted(BERRUT_DECODERS)}, got {self.decoder!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        return BERRUT_DECODERS[self.decoder]
 
     @property
     def data_nodes(self) -> tuple[float, ...]:
@@ -252,8 +268,7 @@ class BerrutCode:
     @property
     def coefficients(self) -> Matrix:
         """A ``(r, k)``: parity i is sum_j A[i][j] X_j (each row sums to 1)."""
-        data = self.data_nodes
-        return tuple(berrut_weights(data, z) for z in self.parity_nodes)
+        return _berrut_matrix(self.k, self.r)
 
     def encode(self, inputs: Array) -> Array:
         return self.encode_all(inputs)[0]
@@ -263,8 +278,8 @@ class BerrutCode:
         return [_weighted_sum(row, inputs, range(self.k)) for row in self.coefficients]
 
     def combine(self, outputs: Array) -> list[Array]:
-        """The outputs interpolated at the parity nodes: F(parity i) when F is affine
-        and interpolation commutes with it (a model is not; the base model answers)."""
+        """The outputs interpolated at the parity nodes: what the base model answers
+        for the parity queries when it is affine."""
         return self.encode_all(outputs)
 
     def decode(self, parity_output: Array, outputs: Array, missing: int) -> Array:
@@ -274,6 +289,8 @@ class BerrutCode:
     def decode_erasures(
         self, parity_outputs: Sequence[Array | None], outputs: Array, missing: Sequence[int]
     ) -> list[Array]:
+        if self.decoder == "solve":
+            return _solve(self.coefficients, parity_outputs, outputs, missing)
         present = _check_erasures(self.k, self.r, parity_outputs, outputs, missing)
         data, parity = _berrut_data(self.k, self.r), _berrut_parity(self.k, self.r)
         # Every output that arrived, as (position among the k + r nodes, value).
@@ -287,6 +304,10 @@ class BerrutCode:
             _weighted_sum(_berrut_row(n, positions, data[m]), values, range(len(values)))
             for m in missing
         ]
+
+
+#: the Berrut code's decoders and the code name each goes by
+BERRUT_DECODERS = {"solve": "berrut", "interpolate": "berrut-interpolate"}
 
 
 @dataclass(frozen=True)
@@ -331,10 +352,16 @@ class ApproxIFER:
         return [_weighted_sum(row, values, range(len(values))) for row in rows]
 
 
-CODES = {"sum": SumCode, "concat": ConcatCode, "linear": LinearCode, "berrut": BerrutCode}
+CODES = {
+    "sum": SumCode,
+    "concat": ConcatCode,
+    "linear": LinearCode,
+    "berrut": BerrutCode,
+    "berrut-interpolate": BerrutCode,
+}
 
 #: codes whose parity queries the base model answers: nothing is trained for them
-TRAINING_FREE = frozenset({"berrut"})
+TRAINING_FREE = frozenset(BERRUT_DECODERS.values())
 
 
 def make_code(name: str, k: int, r: int = 1) -> Code:
@@ -343,8 +370,9 @@ def make_code(name: str, k: int, r: int = 1) -> Code:
         raise UnknownCodeError(f"unknown code {name!r}; expected one of {sorted(CODES)}")
     if name == "linear":
         return LinearCode(k, r)
-    if name == "berrut":
-        return BerrutCode(k, r)
+    if name in TRAINING_FREE:
+        decoder = {v: d for d, v in BERRUT_DECODERS.items()}[name]
+        return BerrutCode(k, r, decoder)
     if r != 1:
         raise ValueError(f"code {name!r} has one parity (r=1), got r={r}; use 'linear' for r>1")
     code: Code = CODES[name](k)
@@ -470,6 +498,13 @@ def _berrut_parity(k: int, r: int) -> tuple[int, ...]:
 def _berrut_data(k: int, r: int) -> tuple[int, ...]:
     parity = _berrut_parity(k, r)
     return tuple(i for i in range(k + r) if i not in parity)
+
+
+@functools.cache
+def _berrut_matrix(k: int, r: int) -> Matrix:
+    nodes = chebyshev_nodes(k + r)
+    data = [nodes[i] for i in _berrut_data(k, r)]
+    return tuple(berrut_weights(data, nodes[i]) for i in _berrut_parity(k, r))
 
 
 @functools.cache

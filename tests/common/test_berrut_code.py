@@ -1,8 +1,9 @@
 """The Berrut codes: nodes, exactness where it holds, convergence, shapes, NumPy/torch.
 
-Berrut's interpolant reproduces constants and passes through its nodes; it is not
-exact for a general F, so these tests check what does hold exactly, and that the error
-on a smooth curve shrinks as k grows.
+The ``solve`` decoder (``berrut``) inverts the encoder: exact for an affine F.  The
+``interpolate`` decoder (``berrut-interpolate``, ApproxIFER's) reproduces constants and
+passes through its nodes but is not exact for a general F, so its tests check what
+does hold exactly, and that the error on a smooth curve shrinks as k grows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from common.codes import (
 )
 
 KR = [(k, r) for k in (1, 2, 3, 4, 8) for r in (1, 2, 3)]
+DECODERS = ["solve", "interpolate"]
 
 
 def erasure_patterns(k: int, r: int) -> list[tuple[list[int], list[int]]]:
@@ -90,9 +92,12 @@ def test_weights_sum_to_one(at: float) -> None:
     assert sum(berrut_weights(chebyshev_nodes(6), at)) == pytest.approx(1.0, abs=1e-12)
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize(("k", "r"), KR)
-def test_constant_outputs_decode_exactly_under_every_erasure_pattern(k: int, r: int) -> None:
-    code = BerrutCode(k, r)
+def test_constant_outputs_decode_exactly_under_every_erasure_pattern(
+    k: int, r: int, decoder: str
+) -> None:
+    code = BerrutCode(k, r, decoder)
     inputs = np.full((k, 2, 3), 4.5)
     parities = code.encode_all(inputs)
     for parity in parities:  # a constant curve is interpolated as that constant
@@ -102,8 +107,33 @@ def test_constant_outputs_decode_exactly_under_every_erasure_pattern(k: int, r: 
             np.testing.assert_allclose(value, 4.5, rtol=1e-12)
 
 
-def test_k2_r1_is_the_mean_and_exact_for_an_affine_f() -> None:
-    code = BerrutCode(2, 1)
+@pytest.mark.parametrize(("k", "r"), KR)
+def test_the_solve_decoder_is_exact_for_an_affine_f_under_every_erasure_pattern(
+    k: int, r: int
+) -> None:
+    code = make_code("berrut", k, r)
+    x = np.random.default_rng(k + r).normal(size=(k, 2, 6))
+    weights, bias = np.random.default_rng(1).normal(size=(6, 4)), np.arange(4.0)
+    outputs = x @ weights + bias  # F(X_j)
+    answers = [p @ weights + bias for p in code.encode_all(x)]  # the base model's answers
+    for pattern in erasure_patterns(k, r):
+        for m, value in zip(pattern[0], decode(code, answers, outputs, pattern), strict=True):
+            np.testing.assert_allclose(value, outputs[m], rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize(("k", "r"), [(k, r) for k in (2, 3, 4, 8) for r in (1, 2, 3)])
+def test_every_square_submatrix_of_the_coefficients_is_non_singular(k: int, r: int) -> None:
+    a = np.array(BerrutCode(k, r).coefficients)
+    np.testing.assert_allclose(a.sum(1), 1.0)  # rows sum to 1: F's bias carries through
+    for size in range(1, min(k, r) + 1):
+        for rows in itertools.combinations(range(r), size):
+            for cols in itertools.combinations(range(k), size):
+                assert abs(np.linalg.det(a[np.ix_(rows, cols)])) > 1e-9
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_k2_r1_is_the_mean_and_exact_for_an_affine_f(decoder: str) -> None:
+    code = BerrutCode(2, 1, decoder)
     x = np.random.default_rng(0).normal(size=(2, 3, 4))
     np.testing.assert_allclose(code.encode(x), x.mean(0), rtol=1e-12)
     weights, bias = np.random.default_rng(1).normal(size=(4, 5)), np.arange(5.0)
@@ -119,7 +149,7 @@ def test_k2_r1_is_the_mean_and_exact_for_an_affine_f() -> None:
 def test_the_error_on_a_smooth_curve_shrinks_as_k_grows(r: int) -> None:
     # F is the identity on samples of a smooth curve: Berrut's interpolant converges.
     def worst(k: int) -> float:
-        code = BerrutCode(k, r)
+        code = BerrutCode(k, r, "interpolate")
         x = curve(code.data_nodes)
         parities = code.encode_all(x)
         errors = [abs(decode(code, parities, x, ([j], []))[0] - x[j]).max() for j in range(k)]
@@ -131,9 +161,11 @@ def test_the_error_on_a_smooth_curve_shrinks_as_k_grows(r: int) -> None:
 # ------------------------------------------------------------------ shapes, numbers
 
 
+@pytest.mark.parametrize("name", ["berrut", "berrut-interpolate"])
 @pytest.mark.parametrize(("k", "r"), KR)
-def test_shapes_of_every_encode_and_decode(k: int, r: int) -> None:
-    code = make_code("berrut", k, r)
+def test_shapes_of_every_encode_and_decode(k: int, r: int, name: str) -> None:
+    code = make_code(name, k, r)
+    assert code.name == name
     x = np.random.default_rng(k).normal(size=(k, 2, 1, 4, 4))
     parities = code.encode_all(x)
     assert [p.shape for p in parities] == [(2, 1, 4, 4)] * r
@@ -146,9 +178,10 @@ def test_shapes_of_every_encode_and_decode(k: int, r: int) -> None:
         assert all(np.isfinite(d).all() for d in decoded)
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize(("k", "r"), KR)
-def test_numpy_and_torch_give_the_same_numbers(k: int, r: int) -> None:
-    code = BerrutCode(k, r)
+def test_numpy_and_torch_give_the_same_numbers(k: int, r: int, decoder: str) -> None:
+    code = BerrutCode(k, r, decoder)
     x = np.random.default_rng(0).normal(size=(k, 2, 6)).astype(np.float32)
     tx = torch.from_numpy(x)
     for a, b in zip(code.encode_all(x), code.encode_all(tx), strict=True):
@@ -162,10 +195,10 @@ def test_numpy_and_torch_give_the_same_numbers(k: int, r: int) -> None:
         np.testing.assert_allclose(u, v.numpy(), rtol=1e-6, atol=1e-5)
 
 
-def test_decode_uses_every_output_that_arrived() -> None:
+def test_interpolation_uses_every_output_that_arrived() -> None:
     # r=2, one data slot missing: both parities are used, so the answer differs from
     # the decode that has lost the second parity.
-    code = BerrutCode(4, 2)
+    code = BerrutCode(4, 2, "interpolate")
     x = curve(code.data_nodes)
     parities = code.encode_all(x)
     both = decode(code, parities, x, ([1], []))[0]
@@ -174,13 +207,17 @@ def test_decode_uses_every_output_that_arrived() -> None:
     np.testing.assert_array_equal(code.decode(parities[0], x, 1), one)
 
 
-def test_no_missing_slot_decodes_nothing() -> None:
-    assert BerrutCode(2).decode_erasures([np.zeros(1)], np.zeros((2, 1)), []) == []
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_no_missing_slot_decodes_nothing(decoder: str) -> None:
+    code = BerrutCode(2, 1, decoder)
+    assert code.decode_erasures([np.zeros(1)], np.zeros((2, 1)), []) == []
 
 
 def test_berrut_is_registered_and_needs_no_training() -> None:
-    assert CODES["berrut"] is BerrutCode and set(TRAINING_FREE) == {"berrut"}
-    assert make_code("berrut", 3, 2) == BerrutCode(3, 2)
+    assert CODES["berrut"] is CODES["berrut-interpolate"] is BerrutCode
+    assert set(TRAINING_FREE) == {"berrut", "berrut-interpolate"}
+    assert make_code("berrut", 3, 2) == BerrutCode(3, 2, "solve")
+    assert make_code("berrut-interpolate", 3, 2) == BerrutCode(3, 2, "interpolate")
 
 
 # ------------------------------------------------------------------ ApproxIFER
@@ -216,6 +253,7 @@ def test_approxifer_every_answer_is_interpolated_and_converges() -> None:
     [
         (lambda: BerrutCode(0), "k >= 1"),
         (lambda: BerrutCode(2, 0), "r >= 1"),
+        (lambda: BerrutCode(2, 1, "guess"), "decoder is one of"),
         (lambda: BerrutCode(2).encode(np.zeros((3, 1))), "expected 2 slots"),
         (lambda: BerrutCode(2, 2).decode_erasures([None], np.zeros((2, 1)), [0]), "expected 2"),
         (

@@ -208,9 +208,10 @@ def test_same_arithmetic_on_torch_tensors() -> None:
 
 
 def test_registry_names_every_code():
-    assert sorted(CODES) == ["berrut", "concat", "linear", "sum"]
+    assert sorted(CODES) == ["berrut", "berrut-interpolate", "concat", "linear", "sum"]
     codes: list[Code] = [make_code(name, 2) for name in CODES]
-    assert [c.r for c in codes] == [1, 1, 1, 1]
+    assert [c.r for c in codes] == [1] * 5
+    assert [c.name for c in codes] == list(CODES)
 
 
 def _decode(code: Any, parities: list[Any], missing: list[int], k: int = 2) -> Any:
