@@ -61,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     up.add_argument(
         "--code", default="sum",
-        help="sum (default), concat, linear, or berrut (training-free: no --parity; the "
-        "parity instances serve the base model)",
+        help="sum (default), concat, linear; or, training-free (no --parity: the parity "
+        "instances serve the base model), berrut, berrut-interpolate or mean",
     )  # fmt: skip
-    up.add_argument("--r", type=int, help="parities per group for --code berrut (default 1)")
+    up.add_argument("--r", type=int, help="parities per group of a training-free code (default 1)")
     up.add_argument("--name", help="model name clients use (default: the base manifest's)")
     up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
     up.add_argument("--data-instances", type=int, help="default: k")

@@ -52,15 +52,16 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--base", type=Path, required=True, help="base bundle")
     ev.add_argument(
         "--parity", type=Path, action="append", default=[],
-        help="parity bundle (r times); none for --code berrut or approxifer",
+        help="parity bundle (r times); none for a training-free code or approxifer",
     )  # fmt: skip
     ev.add_argument(
         "--code",
-        help="default: the parity bundles'; berrut (training-free: the base model answers "
-        "the parity queries) or approxifer (ApproxIFER's non-systematic Berrut setting)",
+        help="default: the parity bundles'; training-free (the base model answers the "
+        "parity queries): berrut, berrut-interpolate, mean; or approxifer (ApproxIFER's "
+        "non-systematic Berrut setting)",
     )
     ev.add_argument("--k", type=int, help="default: the parity bundles'; needed without one")
-    ev.add_argument("--r", type=int, default=1, help="parities per group for --code berrut")
+    ev.add_argument("--r", type=int, default=1, help="parities per group of a training-free code")
     ev.add_argument("--n", type=int, help="approxifer: queries per group (default k + S)")
     ev.add_argument("--stragglers", type=int, default=1, help="approxifer: lost answers S")
     ev.add_argument("--dataset", required=True, help=DATASET_HELP)

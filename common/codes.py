@@ -31,6 +31,8 @@ Codes:
   the available outputs at the missing slot's node.  For k=2, r=1 both are the same:
   the parity is the mean and the decoder 2 F(mean) - F(other).  `ApproxIFER` is the
   non-systematic setting (every answer interpolated), for ``parm eval``.
+- ``mean`` (any r, training-free): ``linear`` with each row scaled to sum to 1 (parity 0
+  is the mean of the inputs), also answered by the base model; exact for an affine F.
 
 Shapes: ``inputs`` is ``(k, B, *sample)`` -- slot first, then the batch a slot carries (1
 in the papers' default), then the per-sample shape.  ``outputs`` is ``(k, B, *out)``.
@@ -352,16 +354,36 @@ class ApproxIFER:
         return [_weighted_sum(row, values, range(len(values))) for row in rows]
 
 
+@dataclass(frozen=True)
+class MeanCode(LinearCode):
+    """The linear code with each row scaled to sum to 1, served by the base model.
+
+    Parity 0 is the mean of the k inputs; parity i weights input j by ((j + 1) / k) ** i,
+    normalised.  Rows summing to 1 carry an affine F's bias, so the base model itself is
+    an exact parity model for an affine F, and nothing is trained (a training-free
+    baseline next to ``berrut``, whose signed weights make blends further from the data).
+    """
+
+    k: int
+    r: int = 1
+    name: str = "mean"
+
+    @property
+    def coefficients(self) -> Matrix:
+        return _normalised(_vandermonde(self.k, self.r))
+
+
 CODES = {
     "sum": SumCode,
     "concat": ConcatCode,
     "linear": LinearCode,
     "berrut": BerrutCode,
     "berrut-interpolate": BerrutCode,
+    "mean": MeanCode,
 }
 
 #: codes whose parity queries the base model answers: nothing is trained for them
-TRAINING_FREE = frozenset(BERRUT_DECODERS.values())
+TRAINING_FREE = frozenset({*BERRUT_DECODERS.values(), "mean"})
 
 
 def make_code(name: str, k: int, r: int = 1) -> Code:
@@ -370,7 +392,9 @@ def make_code(name: str, k: int, r: int = 1) -> Code:
         raise UnknownCodeError(f"unknown code {name!r}; expected one of {sorted(CODES)}")
     if name == "linear":
         return LinearCode(k, r)
-    if name in TRAINING_FREE:
+    if name == "mean":
+        return MeanCode(k, r)
+    if name in BERRUT_DECODERS.values():
         decoder = {v: d for d, v in BERRUT_DECODERS.items()}[name]
         return BerrutCode(k, r, decoder)
     if r != 1:
@@ -511,6 +535,11 @@ def _berrut_matrix(k: int, r: int) -> Matrix:
 def _berrut_row(n: int, positions: tuple[int, ...], target: int) -> tuple[float, ...]:
     nodes = chebyshev_nodes(n)
     return berrut_weights([nodes[p] for p in positions], nodes[target])
+
+
+@functools.cache
+def _normalised(coefficients: Matrix) -> Matrix:
+    return tuple(tuple(a / math.fsum(row) for a in row) for row in coefficients)
 
 
 @functools.cache

@@ -215,7 +215,7 @@ def test_no_missing_slot_decodes_nothing(decoder: str) -> None:
 
 def test_berrut_is_registered_and_needs_no_training() -> None:
     assert CODES["berrut"] is CODES["berrut-interpolate"] is BerrutCode
-    assert set(TRAINING_FREE) == {"berrut", "berrut-interpolate"}
+    assert set(TRAINING_FREE) == {"berrut", "berrut-interpolate", "mean"}
     assert make_code("berrut", 3, 2) == BerrutCode(3, 2, "solve")
     assert make_code("berrut-interpolate", 3, 2) == BerrutCode(3, 2, "interpolate")
 

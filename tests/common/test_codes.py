@@ -14,6 +14,7 @@ from common.codes import (
     Code,
     ConcatCode,
     LinearCode,
+    MeanCode,
     SumCode,
     UnknownCodeError,
     make_code,
@@ -23,6 +24,8 @@ ALL_CODES = [
     *(("sum", k, 1) for k in (1, 2, 3, 4)),
     *(("concat", k, 1) for k in (1, 2, 3, 4, 5)),
     *(("linear", k, r) for k in (1, 2, 3, 4) for r in (1, 2, 3)),
+    *(("mean", k, r) for k in (1, 2, 3, 4, 8) for r in (1, 2, 3)),
+    *(("berrut", k, r) for k in (1, 2, 3, 4, 8) for r in (1, 2, 3)),
 ]
 
 
@@ -176,6 +179,14 @@ def test_linear_coefficients_are_superregular(k, r):
                 assert abs(np.linalg.det(a[np.ix_(rows, cols)])) > 1e-6
 
 
+@pytest.mark.parametrize(("k", "r"), [(k, r) for k in (1, 2, 3, 8) for r in (1, 2, 3)])
+def test_mean_rows_are_the_linear_rows_scaled_to_sum_to_one(k, r):
+    mean, linear = np.array(MeanCode(k, r).coefficients), np.array(LinearCode(k, r).coefficients)
+    np.testing.assert_allclose(mean.sum(1), 1.0)
+    np.testing.assert_allclose(mean * linear.sum(1, keepdims=True), linear)
+    np.testing.assert_allclose(MeanCode(k).encode(images(k)), images(k).mean(0))
+
+
 def test_linear_with_one_parity_is_the_sum_code():
     x = images(3)
     np.testing.assert_allclose(LinearCode(3).encode(x), SumCode(3).encode(x))
@@ -208,9 +219,9 @@ def test_same_arithmetic_on_torch_tensors() -> None:
 
 
 def test_registry_names_every_code():
-    assert sorted(CODES) == ["berrut", "berrut-interpolate", "concat", "linear", "sum"]
+    assert sorted(CODES) == ["berrut", "berrut-interpolate", "concat", "linear", "mean", "sum"]
     codes: list[Code] = [make_code(name, 2) for name in CODES]
-    assert [c.r for c in codes] == [1] * 5
+    assert [c.r for c in codes] == [1] * 6
     assert [c.name for c in codes] == list(CODES)
 
 
