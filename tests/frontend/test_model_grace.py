@@ -8,12 +8,14 @@ original is compared with the reconstruction sent for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import numpy as np
 import pytest
 
 from frontend.events import Source
+from frontend.model import Result
 from frontend.quality import QualityWatch
 from tests.frontend.model_harness import (
     Bundles,
@@ -37,19 +39,27 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
     return Bundles(base := make_bundle(root / "base"), make_parity_bundle(root / "parity", base))
 
 
+async def decodable(h: Harness, x: np.ndarray) -> asyncio.Task[list[Result]]:
+    """Every instance up; ``x`` asked; data-1 and the parity answered at t=0, so data-0's
+    output can be decoded from now on.  The client's request, still waiting."""
+    await h.up()
+    client = await h.ask(x)
+    fast, parity = h.links["data-1"], h.links["parity-0"]
+    fast.answer(only(fast))
+    parity.answer(only(parity), parity_model)
+    return client
+
+
 def test_an_original_within_grace_answers_and_the_reconstruction_is_dropped(
     bundles: Bundles,
 ) -> None:
     x = rows(2, 11)
 
     async def scenario(h: Harness) -> None:
-        await h.up()
-        client = await h.ask(x)
-        slow, fast, parity = h.links["data-0"], h.links["data-1"], h.links["parity-0"]
-        fast.answer(only(fast))
-        parity.answer(only(parity), parity_model)
+        client = await decodable(h, x)
         await h.advance_to(0.004)  # 4 ms after the sends: data-0 is not late yet
         assert not client.done()
+        slow = h.links["data-0"]
         slow.answer(only(slow))
         first, second = await client
         assert (first.source, second.source) == (Source.ORIGINAL, Source.ORIGINAL)
@@ -67,11 +77,7 @@ def test_a_late_original_is_reconstructed_when_the_grace_runs_out(
     x = rows(2, 12)
 
     async def scenario(h: Harness) -> None:
-        await h.up()
-        client = await h.ask(x)
-        fast, parity = h.links["data-1"], h.links["parity-0"]
-        fast.answer(only(fast))
-        parity.answer(only(parity), parity_model)
+        client = await decodable(h, x)
         await h.advance_to(0.0049)
         assert not client.done()
         await h.advance_to(0.005)
@@ -87,11 +93,7 @@ def test_eager_grace_answers_the_reconstruction_without_waiting(
     x = rows(2, 13)
 
     async def scenario(h: Harness) -> None:
-        await h.up()
-        client = await h.ask(x)
-        fast, parity = h.links["data-1"], h.links["parity-0"]
-        fast.answer(only(fast))
-        parity.answer(only(parity), parity_model)
+        client = await decodable(h, x)
         straggler, _ = await client  # no time passes
         assert straggler.source is Source.RECONSTRUCTED
         assert h.value("parm_decode_grace_wait_seconds_count", outcome="reconstructed") == 0
