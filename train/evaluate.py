@@ -256,8 +256,9 @@ def evaluate_approxifer(
 ) -> dict[str, Any]:
     """ApproxIFER's non-systematic Berrut code: every one of the k outputs is decoded.
 
-    ``n`` queries per group (default ``k + stragglers``); ``A_d`` averages over every
-    choice of ``stragglers`` lost answers.
+    ``n`` queries per group (default ``k + stragglers``); ``A_d`` averages every output
+    over every choice of ``stragglers`` lost answers (ApproxIFER's accuracy);
+    ``A_d_worst_slot`` is the mean, over those choices, of the least accurate output.
     """
     n = k + stragglers if n is None else n
     code = ApproxIFER(k, n)
@@ -268,16 +269,20 @@ def evaluate_approxifer(
     groups = eval_groups(len(x), k, rounds, seed).to(device)  # (k, G)
     answers = [predict(base, q) for q in code.encode(x[groups])]  # n x (G, classes)
     outputs = base_out[groups]  # (k, G, classes)
-    totals, count = np.zeros(3), 0
+    totals, count, worst = np.zeros(3), 0, []
     for lost in itertools.combinations(range(n), stragglers):
         decoded = code.decode([None if i in lost else a for i, a in enumerate(answers)])
-        for j, value in enumerate(decoded):  # (G, classes) each
-            totals += (
+        slots = [
+            (
                 top1(value, y[groups[j]]),
                 top1(value, outputs[j].argmax(-1)),
                 float(((value - outputs[j]) ** 2).mean()),
             )
-            count += 1
+            for j, value in enumerate(decoded)  # (G, classes) each
+        ]
+        totals += np.sum(slots, axis=0)
+        count += len(slots)
+        worst.append(min(s[0] for s in slots))
     a_d, agreement, mse = (totals / count).tolist()
     a_a = top1(base_out, y)
     return {
@@ -285,6 +290,8 @@ def evaluate_approxifer(
         "A_d": a_d,
         "A_d_agreement": agreement,
         "recon_mse": mse,
+        # the output the lost answers hurt most, per pattern: what ParM's A_d measures
+        "A_d_worst_slot": float(np.mean(worst)),
         "A_o": overall(a_a, a_d),
         **_default_prediction(split, y, a_a),
         "k": k,

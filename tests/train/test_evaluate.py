@@ -172,6 +172,7 @@ def test_approxifer_decodes_every_output_under_every_straggler_pattern(
     assert (metrics["code"], metrics["k"], metrics["stragglers"]) == ("approxifer", k, stragglers)
     assert metrics["n"] == (k + stragglers if n is None else n)
     assert 0.0 < metrics["A_d"] <= 1.0 and 0.0 < metrics["A_d_agreement"] <= 1.0
+    assert metrics["A_d_worst_slot"] <= metrics["A_d"]
     assert (tmp_path / "eval" / "accuracy.png").exists()
 
 
