@@ -234,9 +234,11 @@ class BerrutCode:
 
     Two decoders.  ``solve`` (the default, ``berrut``) inverts the encoder as the linear
     code does: exact for an affine F (rows summing to 1 carry F's bias), any k of the
-    k + r outputs.  ``interpolate`` (``berrut-interpolate``) is ApproxIFER's: Berrut's
-    interpolant of every output that arrived, at the missing slot's node; exact only
-    for constants, and far less accurate on real models (bench/RESULTS.md, "Berrut").
+    k + r outputs; with more parities than missing outputs it uses them all (least
+    squares), which averages the base model's errors on the blended queries.
+    ``interpolate`` (``berrut-interpolate``) is ApproxIFER's: Berrut's interpolant of
+    every output that arrived, at the missing slot's node; exact only for constants,
+    and far less accurate on real models (bench/RESULTS.md, "Berrut").
     """
 
     k: int
@@ -292,7 +294,7 @@ class BerrutCode:
         self, parity_outputs: Sequence[Array | None], outputs: Array, missing: Sequence[int]
     ) -> list[Array]:
         if self.decoder == "solve":
-            return _solve(self.coefficients, parity_outputs, outputs, missing)
+            return _solve(self.coefficients, parity_outputs, outputs, missing, every_parity=True)
         present = _check_erasures(self.k, self.r, parity_outputs, outputs, missing)
         data, parity = _berrut_data(self.k, self.r), _berrut_parity(self.k, self.r)
         # Every output that arrived, as (position among the k + r nodes, value).
@@ -362,6 +364,7 @@ class MeanCode(LinearCode):
     normalised.  Rows summing to 1 carry an affine F's bias, so the base model itself is
     an exact parity model for an affine F, and nothing is trained (a training-free
     baseline next to ``berrut``, whose signed weights make blends further from the data).
+    Like ``berrut`` it decodes from every parity that arrived (least squares).
     """
 
     k: int
@@ -371,6 +374,11 @@ class MeanCode(LinearCode):
     @property
     def coefficients(self) -> Matrix:
         return _normalised(_vandermonde(self.k, self.r))
+
+    def decode_erasures(
+        self, parity_outputs: Sequence[Array | None], outputs: Array, missing: Sequence[int]
+    ) -> list[Array]:
+        return _solve(self.coefficients, parity_outputs, outputs, missing, every_parity=True)
 
 
 CODES = {
@@ -437,10 +445,16 @@ def _solve(
     parity_outputs: Sequence[Array | None],
     outputs: Array,
     missing: Sequence[int],
+    every_parity: bool = False,
 ) -> list[Array]:
-    """Decode ``missing`` data slots from the available parities by a small linear solve."""
+    """Decode ``missing`` data slots from the available parities by a small linear solve.
+
+    With ``every_parity``, every parity that arrived is used (least squares when there
+    are more than missing slots); otherwise the first ``len(missing)`` of them.
+    """
     r, k = len(coefficients), len(coefficients[0])
-    rows = _check_erasures(k, r, parity_outputs, outputs, missing)[: len(missing)]
+    rows = _check_erasures(k, r, parity_outputs, outputs, missing)
+    rows = rows if every_parity else rows[: len(missing)]
     if not missing:
         return []
     known = [j for j in range(k) if j not in missing]
@@ -549,8 +563,9 @@ def _ones(k: int) -> Matrix:
 
 @functools.cache
 def _inverse(coefficients: Matrix, rows: tuple[int, ...], missing: tuple[int, ...]) -> Matrix:
-    square = np.array([[coefficients[i][m] for m in missing] for i in rows], dtype=np.float64)
-    return tuple(tuple(float(v) for v in line) for line in np.linalg.inv(square))
+    # (rows, missing), full column rank: the pseudo-inverse is the inverse when square
+    a = np.array([[coefficients[i][m] for m in missing] for i in rows], dtype=np.float64)
+    return tuple(tuple(float(v) for v in line) for line in np.linalg.pinv(a))
 
 
 def _zeros_like(x: Array) -> Array:

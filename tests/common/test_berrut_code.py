@@ -121,6 +121,21 @@ def test_the_solve_decoder_is_exact_for_an_affine_f_under_every_erasure_pattern(
             np.testing.assert_allclose(value, outputs[m], rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ["berrut", "mean"])
+def test_training_free_codes_solve_with_every_parity_that_arrived(name: str) -> None:
+    # One slot missing, both parities here: least squares over the two.  Noise on the
+    # second parity changes the answer (it is used); the linear code ignores it.
+    code, linear = make_code(name, 4, 2), make_code("linear", 4, 2)
+    x = np.random.default_rng(3).normal(size=(4, 1, 5))
+    for c in (code, linear):
+        answers = c.combine(x)
+        noisy = [answers[0], answers[1] + 1.0]
+        exact = c.decode_erasures(answers, x, [2])[0]
+        np.testing.assert_allclose(exact, x[2], rtol=1e-9, atol=1e-9)
+        moved = not np.allclose(c.decode_erasures(noisy, x, [2])[0], x[2])
+        assert moved is (c is code)
+
+
 @pytest.mark.parametrize(("k", "r"), [(k, r) for k in (2, 3, 4, 8) for r in (1, 2, 3)])
 def test_every_square_submatrix_of_the_coefficients_is_non_singular(k: int, r: int) -> None:
     a = np.array(BerrutCode(k, r).coefficients)
