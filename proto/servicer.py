@@ -11,6 +11,7 @@ ones Triton's clients call.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +50,7 @@ def tensor_metadata(spec: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata
     )
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer, abc.ABC):  # type: ignore[misc]
     """Health and metadata of the v2 service; subclasses add inference and the hooks.
 
     ``unknown_model_ready``: what ``ModelReady`` answers for a model not served here;
@@ -66,13 +67,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[m
     # -- hooks --------------------------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def ready(self) -> bool:
         """Whether the server can answer inference requests now."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def model(self, name: str, version: str) -> ModelInfo:
         """The model served as ``name`` (``version`` "" means any); raises ModelNotFound."""
-        raise NotImplementedError
 
     # -- the shared RPCs ------------------------------------------------------------------
 

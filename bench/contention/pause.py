@@ -9,6 +9,7 @@ picks a random instance that is not already paused and a duration drawn uniforml
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import os
@@ -35,7 +36,7 @@ class PauseSpec:
         )
 
 
-class Episodes:
+class Episodes(abc.ABC):
     """A seeded Poisson schedule of episodes over a cluster, ``rate`` per second.
 
     The schedule is a task this object owns: ``start()`` begins it on the running loop
@@ -63,8 +64,9 @@ class Episodes:
             await asyncio.sleep(self._rng.expovariate(self._rate))
             self._episode(loop)
 
+    @abc.abstractmethod
     def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
-        raise NotImplementedError
+        """One episode of contention, started now (its end scheduled on ``loop``)."""
 
     def _duration_s(self, min_ms: float, max_ms: float) -> float:
         return self._rng.uniform(min_ms, max_ms) / 1000
