@@ -13,7 +13,7 @@ import bench.container_rtt as rtt
 from common.bundle import read_manifest
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
-from proto.servicer import InferenceServicer
+from proto.servicer import InferenceServicer, ModelInfo, ModelNotFound
 
 REQUEST = pb.ModelInferRequest(model_name="m", id="b")
 N = 5
@@ -30,6 +30,13 @@ class Echo(InferenceServicer):
     def __init__(self) -> None:
         super().__init__("echo", "0", [])
         self.seen = 0
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def model(self, name: str, version: str) -> ModelInfo:
+        raise ModelNotFound(f"echo serves no model metadata, asked for {name!r}")
 
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
         self.seen += 1
