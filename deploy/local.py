@@ -114,7 +114,11 @@ class LocalCluster:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self, ready_timeout: float = 180.0) -> None:
-        """Start every instance and the frontend; return when all models can answer."""
+        """Start every instance and the frontend; return when every instance is up.
+
+        Readiness alone (some data instance up) would let the first queries of a demo or
+        an experiment run on a cluster that is still half started.
+        """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         for inst in self.instances.values():
@@ -122,7 +126,7 @@ class LocalCluster:
             self._supervisors.add(task)
             task.add_done_callback(self._supervisors.discard)
         await self.frontend.start()
-        await self.frontend.wait_ready(ready_timeout)
+        await self.frontend.wait_ready(ready_timeout, every_instance=True)
 
     async def stop(self) -> None:
         """Frontend first (drain), then the children: SIGTERM, then SIGKILL."""

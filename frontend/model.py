@@ -220,9 +220,14 @@ class ModelService:
             return False
         return self.parity is None or self._zero_output is not None
 
-    async def wait_ready(self) -> None:
-        """Return once the model can answer."""
-        while not self.ready:
+    @property
+    def all_up(self) -> bool:
+        """Every instance (data and parity) passed its health check and is up."""
+        return all(self.core.is_up(name) for name in self.links)
+
+    async def wait_ready(self, every_instance: bool = False) -> None:
+        """Return once the model can answer (and, with ``every_instance``, all are up)."""
+        while not self.ready or (every_instance and not self.all_up):
             self._readiness.clear()
             await self._readiness.wait()
 

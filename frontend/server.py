@@ -104,15 +104,15 @@ class Frontend:
     def ready(self) -> bool:
         return self.api.ready
 
-    async def wait_ready(self, timeout: float) -> None:
-        """Return once every model can answer.
+    async def wait_ready(self, timeout: float, every_instance: bool = False) -> None:
+        """Return once every model can answer (with ``every_instance``: all instances up).
 
         TimeoutError names the models that cannot; a model service that crashed while
         starting raises RuntimeError at once instead of leaving the caller waiting.
         """
         assert self._crashed is not None, "start() first"
         ready: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(s.wait_ready() for s in self.services.values()))
+            asyncio.gather(*(s.wait_ready(every_instance) for s in self.services.values()))
         )
         waits: list[asyncio.Future[Any]] = [ready, self._crashed]
         done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -125,7 +125,11 @@ class Frontend:
                 "a model service crashed while starting"
             ) from self._crashed.exception()
         if ready not in done:
-            waiting = [s.name for s in self.services.values() if not s.ready]
+            waiting = [
+                s.name
+                for s in self.services.values()
+                if not s.ready or (every_instance and not s.all_up)
+            ]
             raise TimeoutError(f"models not ready after {timeout:.0f} s: {waiting}")
         # Everything allocated while starting (imported libraries, torch when the demo was
         # trained in this process, bundles) lives as long as the process: keep it out of

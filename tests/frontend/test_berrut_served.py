@@ -39,7 +39,7 @@ async def ask(port: int, x: np.ndarray) -> tuple[str, np.ndarray]:
 def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path) -> None:
     base = make_bundle(tmp_path / "base", name="m")
     model = ModelDeployment(
-        "m", base, settings={"code": "berrut", "decode_grace": 0},
+        "m", base, settings={"code": "berrut", "decode_grace": 0, "group_timeout_ms": 5000.0},
         inject={"data-0": Injection(delay_ms=2000)},
     )  # fmt: skip
     assert model.bundle_for("parity-0") == base  # no parity model exists
@@ -49,6 +49,12 @@ def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path
     async def scenario() -> list[tuple[str, np.ndarray]]:
         async with cluster:
             port = cluster.frontend.grpc_port
+            # ready means *some* data instance is up: wait for all three, so that the
+            # group spans data-0 (the slow one) and data-1 rather than data-1 alone
+            core = cluster.frontend.services["m"].core
+            async with asyncio.timeout(60):
+                while not all(core.is_up(n) for n in ("data-0", "data-1", "parity-0")):
+                    await asyncio.sleep(0.05)
             return list(await asyncio.gather(ask(port, x[0]), ask(port, x[1])))
 
     replies = asyncio.run(scenario())

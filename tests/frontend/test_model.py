@@ -355,6 +355,25 @@ def test_a_model_with_no_instance_up_refuses_queries(bundles: Bundles) -> None:
     drive(plain(bundles), scenario)
 
 
+def test_waiting_for_every_instance_outlasts_readiness(bundles: Bundles) -> None:
+    async def scenario(h: Harness) -> None:
+        ready = asyncio.ensure_future(h.service.wait_ready())
+        every = asyncio.ensure_future(h.service.wait_ready(every_instance=True))
+        h.links["data-0"].go_up()
+        await settle()
+        h.links["data-0"].answer_zero()
+        await settle()
+        assert ready.done() and not every.done() and not h.service.all_up
+        h.links["data-1"].go_up()
+        await settle()
+        assert not every.done()  # the parity instance is not up yet
+        h.links["parity-0"].go_up()
+        await settle()
+        assert every.done() and h.service.all_up
+
+    drive(coded(bundles), scenario)
+
+
 # ------------------------------------------------------------------ clients leaving
 
 
