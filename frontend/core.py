@@ -62,6 +62,7 @@ from frontend.events import (
     Fail,
     GraceEnded,
     GroupClosed,
+    Hedged,
     InstanceDown,
     InstanceSpec,
     InstanceUp,
@@ -159,6 +160,7 @@ class _Timer(enum.Enum):
     BATCH = 1
     GROUP = 2
     GRACE = 3
+    HEDGE = 4
 
 
 # ---------------------------------------------------------------- the coordinator
@@ -178,6 +180,7 @@ class Coordinator:
         self.config = config
         self.grace = grace or Grace(config.decode_grace)
         self._coded = config.mode is Mode.CODED
+        self.hedge = Grace.hedge(config.hedge_delay) if config.mode is Mode.HEDGE else None
         self._pools = {
             PoolKind.DATA: _Pool(PoolKind.DATA, data, policy()),
             PoolKind.PARITY: _Pool(PoolKind.PARITY, parity, policy()),  # idle unless coded
@@ -199,6 +202,8 @@ class Coordinator:
         self._announced: float | None = None
         # data tasks whose decodable reconstruction waits for the original: task, due
         self._held: dict[int, tuple[_Task, float]] = {}
+        # hedge mode: running first copies whose backup is due, task id -> due
+        self._hedges: dict[int, float] = {}
         self._out: list[Action] = []
 
     # -- public API -------------------------------------------------------------
@@ -316,6 +321,8 @@ class Coordinator:
             return ref == self._batch_serial and bool(self._batch)
         if kind is _Timer.GRACE:
             return ref in self._held
+        if kind is _Timer.HEDGE:
+            return ref in self._hedges
         return self._group is not None and self._group.id == ref
 
     def _on_tick(self, now: float) -> None:
@@ -334,6 +341,8 @@ class Coordinator:
                 task = self._held[ref][0]
                 assert task.group is not None
                 self._try_decode(task.group, now)  # released, held longer, or unwanted
+            elif kind is _Timer.HEDGE:
+                self._hedge(ref, now)
             else:
                 if self._batch:  # the group's last task is still filling: send it now
                     self._flush_batch(now)
@@ -399,6 +408,10 @@ class Coordinator:
             self._held[task.id] = (task, due)
             self._add_timer(due, _Timer.GRACE, task.id)
         inst.running.add(task.id)
+        if self.hedge is not None and task.sibling is None:  # a first copy, not a backup
+            due = now + self.hedge.threshold
+            self._hedges[task.id] = due
+            self._add_timer(due, _Timer.HEDGE, task.id)
         if task.pool is PoolKind.DATA:
             self._out.append(
                 SendData(task.id, inst.spec.name, tuple(q.payload for q in task.queries))
@@ -408,12 +421,27 @@ class Coordinator:
             slots = tuple(tuple(q.payload for q in t.queries) for t in task.group.slots)
             self._out.append(SendParity(task.id, inst.spec.name, slots, task.index))
 
+    def _hedge(self, task_id: int, now: float) -> None:
+        """A first copy ran past the hedge delay: queue a backup, first in line."""
+        if self._hedges[task_id] > now:
+            return  # armed by an earlier send of a retried task: a later timer is set
+        del self._hedges[task_id]
+        task = self._tasks.get(task_id)
+        if task is None or task.state is not _State.RUNNING or not self._useful(task):
+            return  # re-queued after its instance went down, or answered at its deadline
+        backup = self._new_task(PoolKind.DATA, task.queries)
+        task.sibling, backup.sibling = backup, task
+        assert task.sent_at is not None
+        self._out.append(Hedged(task.id, backup.id, now - task.sent_at))
+        self._enqueue(backup, front=True)
+
     def _release(self, task_id: int, name: str) -> _Task | None:
         """Free the instance's slot; the task if its result still counts, else None."""
         inst = self._instance(name)
         if task_id not in inst.running:
             return None  # a result from before the instance was marked down
         inst.running.discard(task_id)
+        self._hedges.pop(task_id, None)  # ended (answered, failed or lost): no backup
         self._pools[self._pool_of[name]].refresh(name)
         task = self._tasks.get(task_id)
         if task is None or task.state is not _State.RUNNING or task.instance != name:
@@ -441,6 +469,8 @@ class Coordinator:
         if task.pool is PoolKind.DATA:
             assert task.sent_at is not None
             self.grace.observe(now - task.sent_at)
+            if self.hedge is not None:
+                self.hedge.observe(now - task.sent_at)
             if self._held.pop(task.id, None) is not None:
                 assert task.decodable_at is not None
                 self._out.append(GraceEnded(task.id, now - task.decodable_at, Source.ORIGINAL))

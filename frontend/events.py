@@ -17,6 +17,7 @@ class Mode(enum.Enum):
     CODED = "coded"
     EQUAL_RESOURCES = "equal-resources"
     REPLICATE = "replicate"
+    HEDGE = "hedge"  # a backup copy of a data task once it runs longer than the hedge delay
     NONE = "none"
 
 
@@ -66,6 +67,9 @@ class CoreConfig:
     #: reconstruction is answered instead (``frontend.grace``); 0: eager, at once;
     #: None: learned from the service times of originals (auto)
     decode_grace: float | None = 0.0
+    #: hedge mode: how long a data task may run before a backup copy is queued
+    #: (``frontend.grace``'s estimator at the ``HEDGE_QUANTILE``); None: learned (auto)
+    hedge_delay: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("k", "r", "batch_size", "max_outstanding", "max_attempts"):
@@ -75,6 +79,8 @@ class CoreConfig:
             raise ValueError("timeouts must be >= 0")
         if self.decode_grace is not None and self.decode_grace < 0:
             raise ValueError(f"decode_grace must be >= 0 or None (auto), got {self.decode_grace}")
+        if self.hedge_delay is not None and self.hedge_delay < 0:
+            raise ValueError(f"hedge_delay must be >= 0 or None (auto), got {self.hedge_delay}")
 
 
 @dataclass(frozen=True)
@@ -223,6 +229,16 @@ class GraceEnded:
 
 
 @dataclass(frozen=True)
+class Hedged:
+    """Hedge mode: data task ``task_id`` ran ``delay`` seconds without an answer, so a
+    backup copy (``backup_id``) was queued for another instance; the first answer wins."""
+
+    task_id: int
+    backup_id: int
+    delay: float
+
+
+@dataclass(frozen=True)
 class Fail:
     query_id: int
     error: ErrorKind
@@ -260,6 +276,7 @@ Action = (
     | Reconstruct
     | LateOriginal
     | GraceEnded
+    | Hedged
     | Fail
     | Cancelled
     | GroupClosed

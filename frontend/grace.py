@@ -50,6 +50,8 @@ MIN_SAMPLES = 32
 REFRESH = 32
 TRIM = 50.0
 QUANTILE = 0.995
+#: hedge mode's delay: "The Tail at Scale" sends the backup after the 95th percentile
+HEDGE_QUANTILE = 0.95
 FLOOR_S = 0.002
 WARMUP_S = 0.010
 
@@ -113,6 +115,12 @@ class Grace:
             raise ValueError(f"decode grace: expected >= 0 seconds or auto, got {fixed}")
         self.fixed = fixed
         self.estimator = estimator or GraceEstimator()
+
+    @classmethod
+    def hedge(cls, fixed: float | None) -> Grace:
+        """Hedge mode's delay: the same robust estimate at ``HEDGE_QUANTILE`` (the
+        stragglers, which are what hedging hides, are cut before the quantile is read)."""
+        return cls(fixed, GraceEstimator(quantile=HEDGE_QUANTILE))
 
     @property
     def eager(self) -> bool:

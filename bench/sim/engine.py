@@ -37,6 +37,7 @@ from frontend.events import (
     Answer,
     CoreConfig,
     Fail,
+    Hedged,
     InstanceSpec,
     InstanceUp,
     Mode,
@@ -89,6 +90,8 @@ class SimSetup:
     seed: int = 0
     #: the coordinator's decode grace, in seconds: 0 eager, None learned (auto)
     decode_grace: float | None = 0.0
+    #: hedge mode's delay, in seconds: None learned (auto)
+    hedge_delay: float | None = None
 
 
 @dataclass
@@ -123,6 +126,7 @@ class Simulation:
             mode=setup.mode,
             group_timeout=setup.group_timeout_s,
             decode_grace=setup.decode_grace,
+            hedge_delay=setup.hedge_delay,
         )
         config = _unbounded(config)
         self.core = Coordinator(config, data, parity, policy=POLICIES[setup.policy])
@@ -139,6 +143,7 @@ class Simulation:
         self._latency = np.full(total, np.nan)
         self._source = np.full(total, OTHER, np.int8)
         self._failed = 0
+        self._hedges = 0
         # Its own stream: a sampler seeded with the same number must not replay it.
         self._rng = np.random.default_rng([setup.seed, ARRIVALS_STREAM])
         self._service = Draws(setup.service)
@@ -165,6 +170,7 @@ class Simulation:
             failed=self._failed,
             events=events,
             sim_time_s=self.clock.now(),
+            stats={"hedges": float(self._hedges)} if setup.mode is Mode.HEDGE else {},
         )
 
     def _loop(self, arrivals: list[float]) -> int:
@@ -204,6 +210,8 @@ class Simulation:
                 self._push(at, TICK)
             elif kind is Fail:
                 self._failed += 1
+            elif kind is Hedged:
+                self._hedges += 1  # a backup copy: extra load
 
     def _start(self, action: SendData | SendParity, now: float) -> None:
         windows = self._busy.get(action.instance)

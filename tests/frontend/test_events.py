@@ -45,7 +45,7 @@ def test_decode_grace_may_be_auto_eager_or_a_time(grace):
 @pytest.mark.parametrize(
     ("enum", "values"),
     [
-        (Mode, ["coded", "equal-resources", "replicate", "none"]),
+        (Mode, ["coded", "equal-resources", "replicate", "hedge", "none"]),
         (Source, ["original", "reconstructed", "default"]),
         (ErrorKind, ["RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE"]),
         (PartialPolicy, ["pad", "unprotected"]),

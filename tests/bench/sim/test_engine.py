@@ -61,6 +61,19 @@ def test_coded_mode_reconstructs_around_a_paused_instance():
     assert np.nanmax(result.latency_s) < 0.2  # nobody waits for the paused instance
 
 
+def test_hedge_mode_sends_backups_around_a_paused_instance_and_counts_them():
+    pause = [[(0.0, 100.0, 0.0)], [], []]  # data-0 never answers
+    setup = SimSetup(
+        k=2, mode=Mode.HEDGE, data=2, parity=1, rate=20, queries=400,
+        service=constant(0.01), timelines=merge(3, pause), hedge_delay=0.02,
+    )  # fmt: skip
+    result = Simulation(setup).run()
+    assert (result.source == ORIGINAL).all()
+    assert np.nanmax(result.latency_s) < 0.2  # a backup answers for what data-0 holds
+    # data-0 takes one task and never gives it back: exactly one backup was needed
+    assert result.stats == {"hedges": 1.0}
+
+
 @pytest.mark.parametrize(("busy", "median"), [((0.0, 1000.0, 1.0), 0.05), ((0.0, 0.0, 1.0), 0.01)])
 def test_tasks_started_in_a_busy_window_take_the_busy_draws(busy, median):
     setup = SimSetup(
