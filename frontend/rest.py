@@ -237,21 +237,70 @@ def _split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memory
 
 def _json_tensor(data: object, name: str, datatype: str, shape: Sequence[int]) -> bytes:
     """The raw bytes of a tensor given as JSON ``data`` (flat or nested, row-major)."""
-    dtype = DATATYPES.get(datatype)
-    if dtype is None:
+    if datatype not in DATATYPES:
         raise invalid(f"input {name!r}: unknown datatype {datatype!r}")
     if not isinstance(data, list):
         raise invalid(f"input {name!r}: expected 'data' (a list) or {BINARY_SIZE}")
-    try:
-        array = np.asarray(data, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise invalid(f"input {name!r}: 'data' is not a list of {datatype} values: {exc}") from None
+    array = json_values(data, datatype, f"input {name!r}: 'data' is not a list of")
     expected = math.prod(shape)
     if array.size != expected:
         raise invalid(
             f"input {name!r}: shape {list(shape)} holds {expected} values, got {array.size}"
         )
     return array.tobytes()
+
+
+def json_values(values: object, datatype: str, what: str) -> np.ndarray:
+    """``values`` (JSON numbers in nested lists) as an array of ``datatype``; ``what``
+    begins the refusal's message (``"'data' is not a list of"``).
+
+    Refused (INVALID_ARGUMENT): ragged or too deeply nested lists, anything but numbers
+    (``null`` is no NaN, a string no number), fractions for an integer type, and
+    numbers the datatype cannot hold (300 as INT8, 1e39 as FP32, 10**400): NumPy
+    would raise OverflowError, wrap around or round to infinity.
+    """
+    dtype = DATATYPES[datatype]
+    try:
+        found = np.array(values)
+    except (ValueError, RecursionError) as exc:
+        raise invalid(f"{what} {datatype} values: {exc}") from None
+    if found.dtype.kind not in "biuf":
+        raise invalid(f"{what} {datatype} values: got {_odd_one(found)}")
+    if found.size and not _holds(dtype, found):
+        low, high = _range(dtype)
+        whole = "" if dtype.kind == "f" else " (whole numbers)"
+        raise invalid(
+            f"{what} {datatype} values: got values from {found.min()} to {found.max()}, "
+            f"expected [{low}, {high}]{whole}"
+        )
+    return found.astype(dtype)
+
+
+def _holds(dtype: np.dtype[Any], found: np.ndarray) -> bool:
+    """Whether every value of ``found`` is one of ``dtype``'s (infinities and NaN are a
+    float's; an integer type takes whole numbers only)."""
+    low, high = _range(dtype)
+    if dtype.kind == "f":
+        finite = found[np.isfinite(found)] if found.dtype.kind == "f" else found
+        return bool(finite.size == 0 or (finite.min() >= low and finite.max() <= high))
+    if found.dtype.kind == "f" and not np.array_equal(found, np.trunc(found)):
+        return False  # fractions, NaN and infinities are no integers
+    return bool(found.min() >= low and found.max() <= high)
+
+
+def _range(dtype: np.dtype[Any]) -> tuple[int | float, int | float]:
+    if dtype.kind == "b":
+        return 0, 1
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    return info.min, info.max
+
+
+def _odd_one(found: np.ndarray) -> str:
+    """The first value of an array of no number dtype that is no number, for a message."""
+    for value in found.flat:
+        if not isinstance(value, (int, float)):
+            return _kind(value.item() if isinstance(value, np.generic) else value)
+    return f"integers beyond 64 bits (such as {found.flat[0]!r:.40})"
 
 
 def v2_response(
@@ -274,7 +323,7 @@ def v2_response(
         head["id"] = request.id
     head["parameters"] = params
     if not request.binary_output:
-        tensor["data"] = data.ravel().tolist()
+        tensor["data"] = json_numbers(data.ravel())
         return _dumps(head), {"content-type": JSON_TYPE}
     raw = data.tobytes()
     tensor["parameters"] = {BINARY_SIZE: len(raw)}
@@ -311,11 +360,7 @@ def parse_clipper(body: bytes, spec: TensorSpec) -> tuple[Mapping[str, Any], byt
     inputs = doc["input_batch"] if batch else [doc["input"]]
     if not isinstance(inputs, list) or not inputs:
         raise invalid(f"'input_batch': expected a non-empty list of inputs, got {_kind(inputs)}")
-    dtype = DATATYPES[spec.datatype]
-    try:
-        array = np.asarray(inputs, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise invalid(f"inputs are not lists of {spec.datatype} values: {exc}") from None
+    array = json_values(inputs, spec.datatype, "inputs are not lists of")
     size = math.prod(spec.shape)
     if array.shape[1:] not in ((size,), spec.shape):
         raise invalid(
@@ -335,7 +380,7 @@ def _prediction(query_id: int, result: Result) -> dict[str, Any]:
     source = result.source.value
     answer: dict[str, Any] = {
         "query_id": query_id,
-        "output": result.output.tolist(),
+        "output": json_numbers(result.output),
         "default": source == "default",
         "source": source,
     }
@@ -347,14 +392,32 @@ def _prediction(query_id: int, result: Result) -> dict[str, Any]:
 # ---------------------------------------------------------------- JSON helpers
 
 
+#: how a non-finite float is written in JSON: as the strings of proto3's JSON mapping
+#: (what the v2 protocol's gRPC messages become in JSON), which Python's ``float`` and
+#: NumPy read back; a bare ``NaN`` is not JSON, and ``null`` would lose which it was.
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def json_numbers(array: np.ndarray) -> Any:
+    """``array`` as (nested) JSON lists, NaN and infinities as `NON_FINITE` strings."""
+    if array.dtype.kind != "f" or np.isfinite(array).all():
+        return array.tolist()
+    spelled = array.astype(object)
+    spelled[np.isnan(array)] = NON_FINITE["nan"]
+    spelled[array == np.inf] = NON_FINITE["inf"]
+    spelled[array == -np.inf] = NON_FINITE["-inf"]
+    return spelled.tolist()
+
+
 def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
+    # allow_nan=False: never write what is not JSON (json_numbers spells the non-finite)
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _json_object(text: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # nesting past the stack
         raise invalid(f"{what} is not valid JSON: {exc}") from None
     return _object(doc, what)
 

@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from frontend.model import QueryError
+from common.bundle import TensorSpec
+from common.datatypes import DATATYPES
+from frontend.events import Source
+from frontend.model import QueryError, Result
 from frontend.requests import PayloadTooLarge
-from frontend.rest import decompress, parse_v2
+from frontend.rest import clipper_response, decompress, parse_clipper, parse_v2, v2_response
 
 X = np.arange(4, dtype="<f4").reshape(1, 4)
 
@@ -141,3 +144,75 @@ def test_decompress_is_bounded() -> None:
         decompress(body, "br", 1000)
     with pytest.raises(QueryError, match="cannot decode the gzip body"):
         decompress(body, "gzip", 1000)
+
+
+# ---------------------------------------------------------------- hostile JSON (issue 10, 8)
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def values(data: Any, datatype: str = "FP32") -> bytes:
+    shape = [1, len(data)] if isinstance(data, list) else [1, 1]
+    doc = {"inputs": [tensor(datatype=datatype, shape=shape, data=data)]}
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (DEEP, "recursion limit exceeded"),
+        (values([10**400]), "FP32 values: got integers beyond 64 bits"),
+        (values([300], "INT8"), "INT8 values: got values from 300 to 300, expected [-128, 127]"),
+        (values([-1, 2], "UINT8"), "got values from -1 to 2, expected [0, 255] (whole numbers)"),
+        (values([40_000], "INT16"), "expected [-32768, 32767]"),
+        (values([1.5], "INT32"), "not a list of INT32 values: got values from 1.5 to 1.5"),
+        (values([1e39]), "expected [-3.4028234663852886e+38, 3.4028234663852886e+38]"),
+        (values([None, 1.0]), "'data' is not a list of FP32 values: got nothing"),
+        (values(["1"]), "FP32 values: got str '1'"),
+        (values([[1.0], [1.0, 2.0]]), "FP32 values: setting an array element with a sequence"),
+    ],
+    ids=["deep", "huge-int", "int8", "uint8", "int16", "fraction", "fp32", "null", "str", "ragged"],
+)
+def test_hostile_json_values_are_refused(body: bytes, message: str) -> None:
+    assert message in refused(body)
+
+
+@pytest.mark.parametrize(
+    ("data", "datatype", "expected"),
+    [([-128, 127], "INT8", [-128, 127]), ([2.0, 0], "UINT8", [2, 0]), ([1, 0], "BOOL", [1, 0])],
+)
+def test_values_at_the_edges_of_a_datatype_are_taken(
+    data: list[Any], datatype: str, expected: list[int]
+) -> None:
+    raw = parse_v2(values(data, datatype), None).query.raw
+    assert np.frombuffer(raw, DATATYPES[datatype]).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"input": ' + DEEP + b"}",
+        b'{"input": [1, 10' + b"0" * 400 + b"]}",
+        b'{"input": [null, 1]}',
+    ],
+    ids=["deep", "huge-int", "null"],
+)
+def test_hostile_clipper_values_are_refused(body: bytes) -> None:
+    with pytest.raises(QueryError) as excinfo:
+        parse_clipper(body, TensorSpec("input", "FP32", (2,)))
+    assert excinfo.value.status == "INVALID_ARGUMENT"
+
+
+NON_FINITE_ROW = np.array([1.0, np.nan, np.inf, -np.inf], np.float32)
+SPELLED = [1.0, "NaN", "Infinity", "-Infinity"]
+
+
+def test_non_finite_outputs_are_valid_json_spelled_as_proto3_does() -> None:
+    request = parse_v2(encoded({"inputs": [tensor()]}), None)
+    result = Result(NON_FINITE_ROW, Source.ORIGINAL)
+    body, _ = v2_response("m", TensorSpec("output", "FP32", (4,)), [result], request)
+    doc = json.loads(body, parse_constant=pytest.fail)  # a bare NaN is not JSON
+    assert doc["outputs"][0]["data"] == SPELLED
+    assert np.array(SPELLED, np.float32).tobytes() == NON_FINITE_ROW.tobytes()  # read back
+    clipper = json.loads(clipper_response(0, [result], False), parse_constant=pytest.fail)
+    assert clipper["output"] == SPELLED
