@@ -38,6 +38,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from bench.contention import ActiveContention, Contention, parse_contention
 from bench.contention.sidecar import ShuffleSidecars
 from bench.report import variants
@@ -49,7 +51,7 @@ from frontend.events import Mode
 from model_container.config import ContainerConfig
 
 MODEL = "digits"
-ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE)
+ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE, Mode.REPLICATE, Mode.NONE)
 #: the papers' shuffles, scaled to what this machine's cores can carry (see RESULTS.md)
 PAPERS_LOCAL = "shuffle:concurrency=1"
 
@@ -111,11 +113,11 @@ class LatencyPlan:
         }
 
 
-#: ``--quick``: k=2, coded against equal-resources (8 + 4 against 12 instances), one rate,
-#: papers'-style shuffles; about 7 minutes on a 2-core machine.
+#: ``--quick``: k=2, coded against equal-resources and hedged requests (8 + 4 against 12
+#: instances each), one rate, papers'-style shuffles; about 10 minutes on a 2-core machine.
 QUICK = LatencyPlan(
     ks=(2,),
-    modes=(Mode.CODED, Mode.EQUAL_RESOURCES),
+    modes=(Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE),
     rates=(120.0,),
     repeats=3,
     queries=6_000,
@@ -235,6 +237,7 @@ async def run_point(
     active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
     raw = raw_dir / f"k{mc.k}-{_slug(mc.label)}-r{rate:g}-{repeat}.json"
     began = time.perf_counter()
+    hedges = frontend_counter(mc, "parm_hedges_total")
     active.start()
     lag = LoopLag()
     try:
@@ -257,7 +260,21 @@ async def run_point(
         wall_s=time.perf_counter() - began,
         **lag.summary(),
     )
+    if mc.mode is Mode.HEDGE:  # the extra load hedging cost: backups per query answered
+        backups = frontend_counter(mc, "parm_hedges_total") - hedges
+        result["hedges_per_query"] = backups / max(1, plan.queries + plan.warmup)
     return result
+
+
+def frontend_counter(mc: ModeCluster, name: str) -> float:
+    """A counter of the (in-process) frontend's metrics, summed over its labels."""
+    text = mc.cluster.frontend.metrics.render()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 class LoopLag:

@@ -23,6 +23,7 @@ from typing import TypeVar
 from cli.deploy import add_deploy, add_frontend, add_http_ports, with_http_ports
 from common.runtime import parm_home, run_loop
 from deploy.spec import DeploymentError
+from frontend.events import Mode
 
 T = TypeVar("T")
 
@@ -69,9 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
     up.add_argument("--data-instances", type=int, help="default: k")
     up.add_argument("--parity-instances", type=int, default=1)
-    up.add_argument(
-        "--mode", default="coded", choices=["coded", "equal-resources", "replicate", "none"]
-    )
+    up.add_argument("--mode", default="coded", choices=[mode.value for mode in Mode])
     up.add_argument("--policy", default="single-queue", choices=["single-queue", "round-robin"])
     up.add_argument("--batch-size", type=int, default=1, help="queries per instance request")
     up.add_argument("--group-timeout-ms", type=float, default=10.0, help="then pad the group")
@@ -81,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="auto|MS",
         help="how late an original may be before a reconstruction answers for it: auto "
         "(learned from healthy service times, the default), milliseconds, or 0 (eager)",
+    )
+    up.add_argument(
+        "--hedge-delay",
+        default="auto",
+        metavar="auto|MS",
+        help="--mode hedge: how long a query runs before a backup copy goes to another "
+        "instance: auto (the robust p95 of recent service times, the default) or milliseconds",
     )
     up.add_argument("--slo-ms", type=float, help="deadline when a client gives none")
     up.add_argument("--grpc-port", type=int, default=8001)
@@ -123,7 +129,6 @@ def _up(args: argparse.Namespace) -> int:
     from common.codes import TRAINING_FREE
     from deploy.local import LocalCluster, serve_until_signalled
     from deploy.spec import Deployment, ModelDeployment, assign_injections, load_deployment
-    from frontend.events import Mode
 
     if args.config is not None:
         deployment = load_deployment(args.config)
@@ -154,6 +159,7 @@ def _up(args: argparse.Namespace) -> int:
                 "group_timeout_ms": args.group_timeout_ms,
                 "slo_ms": args.slo_ms,
                 "decode_grace": args.decode_grace,
+                "hedge_delay": args.hedge_delay,
                 "code": args.code,
             },
         )

@@ -29,8 +29,9 @@ def assign_pools(
     return (*data, *parity), ()
 
 
-def decode_grace_seconds(value: float | str) -> float | None:
-    """A ``decode_grace`` setting (``"auto"`` or milliseconds) in seconds; None for auto."""
+def decode_grace_seconds(value: float | str, setting: str = "decode_grace") -> float | None:
+    """A learned-or-fixed time setting (``"auto"`` or milliseconds: ``decode_grace``,
+    ``hedge_delay``) in seconds; None for auto."""
     if isinstance(value, str):
         if value.strip().lower() == "auto":
             return None
@@ -38,10 +39,10 @@ def decode_grace_seconds(value: float | str) -> float | None:
             value = float(value)
         except ValueError:
             raise ValueError(
-                f"decode_grace: expected auto or a number of milliseconds, got {value!r}"
+                f"{setting}: expected auto or a number of milliseconds, got {value!r}"
             ) from None
     if isinstance(value, bool) or not 0 <= value < float("inf"):
-        raise ValueError(f"decode_grace: expected auto or milliseconds >= 0, got {value!r}")
+        raise ValueError(f"{setting}: expected auto or milliseconds >= 0, got {value!r}")
     return float(value) / 1000
 
 
@@ -92,12 +93,16 @@ class ModelConfig:
     #: how long an original may be late before a decodable reconstruction answers for
     #: it: ``"auto"`` (learned from healthy service times), milliseconds, or 0 (eager)
     decode_grace: float | str = "auto"
+    #: hedge mode: how long a query may run before a backup copy goes to another
+    #: instance: ``"auto"`` (the robust p95 of recent service times) or milliseconds
+    hedge_delay: float | str = "auto"
     #: the log warns when fewer than this share of late originals agree (top-1) with
     #: the reconstruction answered for them
     reconstruction_agreement: float = 0.9
 
     def __post_init__(self) -> None:
         decode_grace_seconds(self.decode_grace)  # refused here, not at the first query
+        decode_grace_seconds(self.hedge_delay, "hedge_delay")
         if not 0.0 <= self.reconstruction_agreement <= 1.0:
             raise ValueError(
                 f"reconstruction_agreement: expected a fraction in [0, 1], "
@@ -146,6 +151,7 @@ class ModelConfig:
             has_default=self.default_output is not None,
             max_attempts=self.max_attempts,
             decode_grace=decode_grace_seconds(self.decode_grace),
+            hedge_delay=decode_grace_seconds(self.hedge_delay, "hedge_delay"),
         )
 
 

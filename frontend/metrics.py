@@ -154,6 +154,11 @@ class Metrics:
             "Queries given up before their answer: the client left, or a row of its request failed",
             (m,),
         )
+        self.hedges = counter(
+            "parm_hedges_total",
+            "Hedge mode: backup copies queued for queries that ran past the hedge delay",
+            (m,),
+        )
         self.groups = counter(
             "parm_groups_closed_total",
             "Coding groups closed: full, partial and padded, or partial and unprotected",
@@ -270,6 +275,7 @@ class ModelMetrics:
         self.refused_not_ready = metrics.refusals.labels(model, "not_ready")
         self.cancellations = {p: metrics.cancellations.labels(model, p.value) for p in PoolKind}
         self.abandoned = metrics.abandoned.labels(model)
+        self.hedges = metrics.hedges.labels(model)
         self.groups_full = metrics.groups.labels(model, "full")
         self.groups_padded = metrics.groups.labels(model, "partial_padded")
         self.groups_unprotected = metrics.groups.labels(model, "partial_unprotected")

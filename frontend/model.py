@@ -45,6 +45,7 @@ from frontend.events import (
     Fail,
     GraceEnded,
     GroupClosed,
+    Hedged,
     InstanceDown,
     InstanceSpec,
     InstanceUp,
@@ -337,6 +338,8 @@ class ModelService:
                 self.metrics.group_closed(action)
             case GraceEnded(waited=waited, source=source):
                 self.metrics.grace_wait[source].observe(waited)
+            case Hedged():
+                self.metrics.hedges.inc()
             case _:
                 self._check(action)  # LateOriginal: every other action is matched above
 

@@ -57,13 +57,13 @@ def test_shuffles_give_every_instance_a_sidecar_started_and_stopped_with_it(bund
 
 
 def test_the_quick_plan_is_small_and_options_override_it():
-    assert QUICK.ks == (2,) and QUICK.modes == (Mode.CODED, Mode.EQUAL_RESOURCES)
+    assert QUICK.ks == (2,) and QUICK.modes == (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE)
     assert len(QUICK.rates) == 1
     plan = plan_from_options(True, rates=(50.0,), modes=("none",), contention="pause", seed=None)
     assert plan.rates == (50.0,) and plan.modes == (Mode.NONE,)
     assert plan.contention.pause is not None and plan.seed == QUICK.seed
     assert plan_from_options(False).modes == (
-        Mode.CODED, Mode.EQUAL_RESOURCES, Mode.REPLICATE, Mode.NONE,
+        Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE, Mode.REPLICATE, Mode.NONE,
     )  # fmt: skip
 
 
@@ -73,6 +73,7 @@ def test_coded_mode_runs_once_per_decode_grace_side_by_side():
         ("coded", Mode.CODED, "auto"),
         ("coded, grace=0", Mode.CODED, "0"),
         ("equal-resources", Mode.EQUAL_RESOURCES, "auto"),
+        ("hedge", Mode.HEDGE, "auto"),
     ]
 
 

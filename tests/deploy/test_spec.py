@@ -235,6 +235,22 @@ def test_a_bad_decode_grace_is_refused() -> None:
         ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), decode_grace=-1.0)
 
 
+@pytest.mark.parametrize(("value", "seconds"), [('"auto"', None), ("7.5", 0.0075)])
+def test_hedge_delay_in_a_deployment_file(
+    tmp_path: Path, value: str, seconds: float | None
+) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(f'[[models]]\nname = "m"\nbase = "b"\nmode = "hedge"\nhedge_delay = {value}\n')
+    (m,) = load_deployment(path).models
+    config = m.model_config((InstanceAddress("data-0", "h:1"),), ()).core_config()
+    assert (config.mode, config.hedge_delay) == (Mode.HEDGE, seconds)
+
+
+def test_a_bad_hedge_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="hedge_delay: expected auto or a number of"):
+        ModelConfig("m", Path("b"), (InstanceAddress("d", "h:1"),), hedge_delay="later")
+
+
 def test_a_berrut_deployment_file_serves_the_base_model_on_its_parity_instances(
     tmp_path: Path,
 ) -> None:
