@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from frontend.config import FrontendConfig
-from frontend.model import ModelService, QueryError, Result
+from frontend.model import ANONYMOUS, ModelService, QueryError, Result
 from frontend.requests import PayloadTooLarge, check_outputs, query_options, split_rows
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,32 @@ class Api:
             raise QueryError("NOT_FOUND", f"unknown model {name!r}; serving {known}")
         return service
 
+    def admit(self, name: str, time_left: float | None, client: str | None = None) -> None:
+        """Refuse early, before a body is read or parsed, what `infer` would refuse anyway.
+
+        Cheap: model ``name`` must exist and be ready, and a one-row request from
+        ``client`` must fit its admission limits and be servable within ``time_left``
+        (else the model's SLO).  Raises QueryError; counts nothing twice (the refusal is
+        the request's answer).
+        """
+        service = self.service(name)
+        refused = service.refusal(client or ANONYMOUS, 1, self._timeout(service, None, time_left))
+        if refused is not None:
+            raise refused
+
     async def infer(
-        self, service: ModelService, query: Query, time_left: float | None
+        self,
+        service: ModelService,
+        query: Query,
+        time_left: float | None,
+        client: str | None = None,
     ) -> list[Result]:
         """Validate ``query``, run its rows through ``service``: one Result per row.
 
         ``time_left`` is the client's own deadline in seconds (a gRPC deadline, an HTTP
-        header), if it set one.  Raises QueryError.
+        header), if it set one.  ``client`` names where the request came from (a gRPC
+        peer, an HTTP connection's address): admission shares the model's capacity
+        between clients.  Raises QueryError.
         """
         check_outputs(service.output, query.outputs)
         rows = split_rows(
@@ -93,7 +112,9 @@ class Api:
         )
         options = query_options(query.parameters)
         timeout = self._timeout(service, options.timeout_ms, time_left)
-        return await service.infer(rows, timeout, require_original=options.require_original)
+        return await service.infer(
+            rows, timeout, require_original=options.require_original, client=client or ANONYMOUS
+        )
 
     def _timeout(
         self, service: ModelService, timeout_ms: float | None, time_left: float | None

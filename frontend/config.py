@@ -85,6 +85,12 @@ class ModelConfig:
     partial: PartialPolicy = PartialPolicy.PAD
     max_inflight: int = 1
     max_outstanding: int = 1024
+    #: rows one client (a gRPC peer, an HTTP connection) may hold at once; None: the
+    #: fair split, ``max_outstanding`` / clients active in the last second
+    max_outstanding_per_client: int | None = None
+    #: queries the coordinator holds at once; the rest of the admitted rows wait in
+    #: per-client queues, served round robin.  None: twice what the data instances take
+    admission_window: int | None = None
     max_attempts: int = 3
     #: deadline when the client gives none; None means ``FrontendConfig.max_deadline_ms``
     slo_ms: float | None = None
@@ -110,6 +116,10 @@ class ModelConfig:
             )
         if not self.data:
             raise ValueError(f"model {self.name!r} needs at least one data instance")
+        for field_name in ("max_outstanding_per_client", "admission_window"):
+            value = getattr(self, field_name)
+            if value is not None and value < 1:
+                raise ValueError(f"model {self.name!r}: {field_name}: expected >= 1, got {value}")
         if self.mode is not Mode.CODED or not self.parity:
             return
         bundles = self.parity_bundle_paths()
@@ -137,6 +147,14 @@ class ModelConfig:
     def pools(self) -> tuple[tuple[InstanceAddress, ...], tuple[InstanceAddress, ...]]:
         """(data pool, parity pool) of this model's instances in its mode."""
         return assign_pools(self.mode, self.data, self.parity)
+
+    def window(self) -> int:
+        """Queries the coordinator may hold (``admission_window``, or enough to keep every
+        data instance busy with a batch queued behind each one in flight)."""
+        if self.admission_window is not None:
+            return self.admission_window
+        data = self.pools()[0]
+        return max(2 * len(data) * self.max_inflight, self.k) * self.batch_size
 
     def core_config(self) -> CoreConfig:
         return CoreConfig(
@@ -169,6 +187,28 @@ class FrontendConfig:
     #: every query gets a deadline: the client's, else the model's SLO, else this
     max_deadline_ms: float = 30_000.0
     grpc_options: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    #: open connections per HTTP port (API, metrics); one more is answered 503 and closed
+    #: at once.  Kept under the open-files limit, which is raised to its hard limit at start
+    http_max_connections: int = 1000
+    #: an HTTP connection with no request in progress is closed after this many seconds
+    http_idle_timeout_s: float = 5.0
+    #: an HTTP request's headers and body must arrive within this many seconds of its
+    #: first byte (else 408 and the connection is closed: slow clients hold no descriptor)
+    http_read_timeout_s: float = 15.0
+    #: open gRPC connections (``grpc.max_allowed_incoming_connections``)
+    grpc_max_connections: int = 1000
+    #: calls at once on one gRPC connection (``grpc.max_concurrent_streams``)
+    grpc_max_streams: int = 1000
+    #: a gRPC connection without calls is closed (GOAWAY; clients reconnect) after this
+    grpc_idle_timeout_s: float = 300.0
+    #: a gRPC connection must finish its handshake within this many seconds
+    grpc_handshake_timeout_s: float = 15.0
+    #: requests of one ``ModelStreamInfer`` stream in flight at once: the next is read
+    #: only when one is answered, so a client that never reads cannot grow memory
+    stream_max_inflight: int = 64
+    #: on stop, calls in flight get this many seconds to finish; the rest are answered
+    #: UNAVAILABLE (gRPC) / 503 (HTTP)
+    shutdown_grace_s: float = 2.0
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]

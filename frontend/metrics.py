@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from common.buckets import COMPUTE_BUCKETS, ERROR_BUCKETS, LATENCY_BUCKETS
+from frontend.admission import CAUSES
 from frontend.events import ErrorKind, GroupClosed, PoolKind, Source
 
 #: the label naming a model instance: not "instance", which Prometheus sets to the
@@ -143,6 +144,12 @@ class Metrics:
             "parm_refusals_total",
             "Queries refused at once: the admission limit, or no ready instance",
             (m, "reason"),
+        )
+        self.admission_refusals = counter(
+            "parm_admission_refusals_total",
+            "Queries refused at admission (before any ran), by cause: the model's limit, "
+            "the client's share of it, or a queue too long for the query's deadline",
+            (m, "cause"),
         )
         self.cancellations = counter(
             "parm_cancellations_total",
@@ -273,6 +280,7 @@ class ModelMetrics:
         self.missed_error = metrics.deadline_misses.labels(model, "error")
         self.refused_admission = metrics.refusals.labels(model, "admission")
         self.refused_not_ready = metrics.refusals.labels(model, "not_ready")
+        self.admission_refusals = {c: metrics.admission_refusals.labels(model, c) for c in CAUSES}
         self.cancellations = {p: metrics.cancellations.labels(model, p.value) for p in PoolKind}
         self.abandoned = metrics.abandoned.labels(model)
         self.hedges = metrics.hedges.labels(model)

@@ -34,6 +34,7 @@ from common.bundle import (
 )
 from common.clock import Clock, TimerHandle, sleep
 from common.codes import TRAINING_FREE, make_code
+from frontend.admission import Admission
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
 from frontend.events import (
@@ -74,6 +75,11 @@ Array = npt.NDArray[Any]
 
 ZERO_FETCH_TIMEOUT_S = 5.0
 ZERO_FETCH_BACKOFF_S = (0.1, 2.0)  # first delay, cap
+#: A deadline nearer than this has passed: the event loop's timers fire in whole
+#: milliseconds (uvloop), so such a query could be answered after its deadline.
+CLOCK_RESOLUTION_S = 0.001
+#: the client key of a request whose front door did not say where it came from
+ANONYMOUS = "anonymous"
 
 
 class Link(Protocol):
@@ -125,6 +131,20 @@ class Result:
     source: Source
 
 
+@dataclass(eq=False, slots=True)
+class _Request:
+    """One admitted request: its rows wait in `Admission`'s queue until fed to the core."""
+
+    client: str
+    rows: Sequence[bytes]
+    ids: list[int]
+    deadline: float
+    require_original: bool
+    arrived: float
+    fed: int = 0  # rows handed to the coordinator (in order), or all once it is late
+    timer: TimerHandle | None = None  # its deadline, while rows still wait
+
+
 @dataclass(slots=True)
 class _Row:
     """The payload of one query as the coordinator passes it around (opaque to it)."""
@@ -174,6 +194,10 @@ class ModelService:
         self._clock = clock
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
+        self.admission: Admission[_Request] = Admission(
+            config.max_outstanding, config.window(), config.max_outstanding_per_client
+        )
+        self._filling = False  # feeding the coordinator from the admission queue
         self._timer: TimerHandle | None = None
         self._timer_at = 0.0  # when the timer is due
         self._tasks: asyncio.TaskGroup | None = None  # run()'s: owns the links and fetches
@@ -248,7 +272,7 @@ class ModelService:
 
     @property
     def outstanding(self) -> int:
-        return self.core.outstanding
+        return self.admission.outstanding
 
     @property
     def instances(self) -> Iterable[str]:
@@ -265,35 +289,102 @@ class ModelService:
 
     # -- queries -----------------------------------------------------------------------
 
-    async def infer(
-        self, rows: Sequence[bytes], timeout_s: float, *, require_original: bool = False
-    ) -> list[Result]:
-        """Answer each row (one query each); raise QueryError if any gets no output."""
+    def refusal(self, client: str, rows: int, timeout_s: float) -> QueryError | None:
+        """Why a request of ``rows`` rows from ``client`` would be refused now, or None.
+
+        Cheap (no row is looked at), so a front door may ask before it parses a body.
+        """
         if not self.ready:
             self.metrics.refused_not_ready.inc()
-            raise QueryError("UNAVAILABLE", f"model {self.name!r} has no ready instance yet")
+            return QueryError("UNAVAILABLE", f"model {self.name!r} has no ready instance yet")
+        if timeout_s < CLOCK_RESOLUTION_S:
+            self.metrics.errors[ErrorKind.DEADLINE_EXCEEDED].inc(rows)
+            self.metrics.missed_error.inc(rows)
+            return QueryError(
+                "DEADLINE_EXCEEDED",
+                f"the query's deadline ({timeout_s * 1000:.3g} ms) is nearer than the "
+                f"frontend's clock resolution ({CLOCK_RESOLUTION_S * 1000:g} ms)",
+            )
+        refused = self.admission.check(client, rows, timeout_s, self.core.outstanding, self._now())
+        if refused is None:
+            return None
+        self.metrics.errors[ErrorKind.RESOURCE_EXHAUSTED].inc(rows)
+        self.metrics.refused_admission.inc(rows)
+        self.metrics.admission_refusals[refused.cause].inc(rows)
+        return QueryError(refused.status, refused.message)
+
+    async def infer(
+        self,
+        rows: Sequence[bytes],
+        timeout_s: float,
+        *,
+        require_original: bool = False,
+        client: str = ANONYMOUS,
+    ) -> list[Result]:
+        """Answer each row (one query each); raise QueryError if any gets no output.
+
+        The request is admitted whole or refused before any row runs (`refusal`).
+        """
+        refused = self.refusal(client, len(rows), timeout_s)
+        if refused is not None:
+            raise refused
         now = self._now()
-        deadline = now + timeout_s
         loop = asyncio.get_running_loop()
-        ids: list[int] = []
-        futures: list[asyncio.Future[Result]] = []
+        ids = [next(self._ids) for _ in rows]
+        futures: list[asyncio.Future[Result]] = [loop.create_future() for _ in rows]
+        self._futures.update(zip(ids, futures, strict=True))
+        request = _Request(client, rows, ids, now + timeout_s, require_original, now)
+        self.admission.admit(client, request, len(rows))
         try:
-            for raw in rows:
-                qid = next(self._ids)
-                future: asyncio.Future[Result] = loop.create_future()
-                self._futures[qid] = future
-                ids.append(qid)
-                futures.append(future)
-                self._feed(QueryArrived(qid, _Row(raw, now), deadline, require_original))
+            self._fill()
+            if request.fed < len(rows):  # rows wait their turn: drop them at the deadline
+                request.timer = self._clock.call_at(request.deadline, lambda: self._late(request))
             results = [await future for future in futures]
         except BaseException:
-            self._abandon(ids, futures)
+            self._abandon(request, futures)
             raise
+        finally:
+            if request.timer is not None:
+                request.timer.cancel()
+            self.admission.finished(client, len(rows))
         self.metrics.answered((r.source for r in results), self._now() - now)
         return results
 
-    def _abandon(self, ids: list[int], futures: list[asyncio.Future[Result]]) -> None:
-        for qid in ids:
+    def _fill(self) -> None:
+        """Feed the coordinator from the admission queue while it has room."""
+        if self._filling:
+            return  # the loop below is running already (a feed's actions came back here)
+        self._filling = True
+        try:
+            while (turn := self.admission.next_row(self.core.outstanding)) is not None:
+                request, index = turn
+                if request.deadline <= self._now():
+                    self._late(request)  # its deadline timer is due: do not send it now
+                    continue
+                request.fed += 1
+                row = _Row(request.rows[index], request.arrived)
+                qid = request.ids[index]
+                self._feed(QueryArrived(qid, row, request.deadline, request.require_original))
+        finally:
+            self._filling = False
+
+    def _late(self, request: _Request) -> None:
+        """A request's deadline passed while some of its rows still waited: never sent."""
+        self.admission.drop(request.client, request)
+        late, request.fed = request.ids[request.fed :], len(request.ids)  # once only
+        for qid in late:
+            if self._default is not None:
+                self.metrics.answers[Source.DEFAULT].inc()
+                self.metrics.missed_default.inc()
+                self._resolve(qid, Result(self._default, Source.DEFAULT))
+            else:
+                self.metrics.failed(ErrorKind.DEADLINE_EXCEEDED)
+                msg = "the query's deadline passed while it waited in the frontend's queue"
+                self._reject(qid, QueryError(ErrorKind.DEADLINE_EXCEEDED.value, msg))
+
+    def _abandon(self, request: _Request, futures: list[asyncio.Future[Result]]) -> None:
+        self.admission.drop(request.client, request)
+        for qid in request.ids:
             if self._futures.pop(qid, None) is not None:
                 self.metrics.abandoned.inc()
                 self._feed(QueryAbandoned(qid))
@@ -309,6 +400,8 @@ class ModelService:
     def _feed(self, event: Event, now: float | None = None) -> None:
         for action in self.core.handle(event, self._now() if now is None else now):
             self._act(action)
+        if self.admission.waiting:
+            self._fill()  # answers made room in the coordinator
 
     def _act(self, action: Action) -> None:
         match action:
@@ -324,6 +417,7 @@ class ModelService:
             case Answer(query_id=qid, source=source, output=output, row=row):
                 assert isinstance(output, np.ndarray)
                 self.metrics.answers[source].inc()
+                self._served(1)
                 self._resolve(qid, Result(output[row], source))
             case Reconstruct():
                 self._reconstruct(action)
@@ -342,6 +436,10 @@ class ModelService:
                 self.metrics.hedges.inc()
             case _:
                 self._check(action)  # LateOriginal: every other action is matched above
+
+    def _served(self, rows: int) -> None:
+        """Rows answered by instances: the admission's measure of the service rate."""
+        self.admission.rate.served(rows, self._now(), backlogged=self.admission.waiting > 0)
 
     def _resolve(self, qid: int, result: Result) -> None:
         future = self._futures.pop(qid, None)
@@ -420,6 +518,7 @@ class ModelService:
         decoded = decoded.astype(self._out_dtype, copy=False)  # (B, *out)
         self.metrics.decode.observe(self._now() - began)
         self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))
+        self._served(len(action.answers))
         for qid, row in action.answers:
             self._resolve(qid, Result(decoded[row], Source.RECONSTRUCTED))
         self.quality.remember(action.task_id, {row: decoded[row] for _, row in action.answers})

@@ -37,10 +37,21 @@ class FakeService:
     output: TensorSpec = OUTPUT
     config: FakeConfig = field(default_factory=FakeConfig)
     calls: list[tuple[list[bytes], float, bool]] = field(default_factory=list)
+    clients: list[str] = field(default_factory=list)
+    #: what ``refusal`` answers; the (client, rows, timeout) of each ask
+    refused: QueryError | None = None
+    asked: list[tuple[str, int, float]] = field(default_factory=list)
 
-    async def infer(self, rows: list[bytes], timeout_s: float, *, require_original: bool) -> Any:
+    async def infer(
+        self, rows: list[bytes], timeout_s: float, *, require_original: bool, client: str
+    ) -> Any:
         self.calls.append((rows, timeout_s, require_original))
+        self.clients.append(client)
         return [Result(np.zeros(1, np.float32), Source.ORIGINAL) for _ in rows]
+
+    def refusal(self, client: str, rows: int, timeout_s: float) -> QueryError | None:
+        self.asked.append((client, rows, timeout_s))
+        return self.refused
 
 
 def api_of(*services: FakeService, **settings: Any) -> Api:
@@ -151,3 +162,28 @@ def test_the_boundary_logs_anything_else_with_its_traceback(
 )
 def test_http_status(error: QueryError, status: int) -> None:
     assert http_status(error) == status
+
+
+@pytest.mark.parametrize(("client", "key"), [(None, "anonymous"), ("ipv4:127.0.0.1:5", None)])
+def test_infer_passes_the_client_down(client: str | None, key: str | None) -> None:
+    service = FakeService()
+    api = api_of(service)
+    asyncio.run(api.infer(service, query(), None, client))  # type: ignore[arg-type]
+    assert service.clients == [key or client]
+
+
+@pytest.mark.parametrize("refused", [None, QueryError("RESOURCE_EXHAUSTED", "full")])
+def test_admit_asks_the_model_about_one_row_before_the_body(refused: QueryError | None) -> None:
+    service = FakeService(config=FakeConfig(slo_ms=200.0), refused=refused)
+    api = api_of(service)
+    if refused is None:
+        api.admit("m", None, "10.0.0.1:80")
+    else:
+        with pytest.raises(QueryError, match="full"):
+            api.admit("m", None, "10.0.0.1:80")
+    assert service.asked == [("10.0.0.1:80", 1, 0.2)]
+
+
+def test_admit_names_an_unknown_model() -> None:
+    with pytest.raises(QueryError, match="unknown model 'x'"):
+        api_of(FakeService()).admit("x", 1.0)

@@ -78,3 +78,21 @@ def test_core_config_takes_milliseconds_to_seconds() -> None:
 def test_model_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         FrontendConfig((model(Mode.NONE), model(Mode.NONE)))
+
+
+@pytest.mark.parametrize(
+    ("settings", "window"),
+    [({}, 4), ({"max_inflight": 3, "batch_size": 2}, 24), ({"admission_window": 7}, 7)],
+)
+def test_the_admission_window_is_twice_what_the_data_instances_take(
+    settings: dict[str, int], window: int
+) -> None:
+    data = (InstanceAddress("d0", "h:1"), InstanceAddress("d1", "h:2"))
+    assert ModelConfig("m", Path("b"), data, mode=Mode.NONE, **settings).window() == window
+
+
+@pytest.mark.parametrize("field", ["max_outstanding_per_client", "admission_window"])
+def test_admission_limits_under_one_are_refused(field: str) -> None:
+    data = (InstanceAddress("d0", "h:1"),)
+    with pytest.raises(ValueError, match=f"{field}: expected >= 1, got 0"):
+        ModelConfig("m", Path("b"), data, mode=Mode.NONE, **{field: 0})

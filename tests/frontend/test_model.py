@@ -194,17 +194,22 @@ def test_rows_failed_together_raise_the_first_error(bundles: Bundles) -> None:
     drive(plain(bundles), scenario)
 
 
-def test_the_admission_limit_refuses_a_row(bundles: Bundles) -> None:
+def test_a_request_over_the_admission_limit_is_refused_before_any_row_runs(
+    bundles: Bundles,
+) -> None:
+    # Issue 10, finding 3: rows were admitted one by one, so the first ran and the
+    # second was refused; now the request is refused whole and nothing is sent.
     async def scenario(h: Harness) -> None:
         await h.up()
         client = await h.ask(rows(2, 7))
-        await settle()
-        data = h.links["data-0"]
-        data.answer(only(data))
         with pytest.raises(QueryError) as caught:
             await client
         assert caught.value.status == "RESOURCE_EXHAUSTED"
-        assert h.value("parm_refusals_total", reason="admission") == 1
+        assert "admission limit of 1" in caught.value.message
+        assert h.links["data-0"].sent == {}
+        assert h.value("parm_refusals_total", reason="admission") == 2
+        assert h.value("parm_admission_refusals_total", cause="limit") == 2
+        assert h.value("parm_outstanding_queries") == 0
 
     drive(plain(bundles, max_outstanding=1), scenario)
 
@@ -395,7 +400,8 @@ def test_a_client_leaving_abandons_its_queries(bundles: Bundles) -> None:
         (result,) = await first
         assert result.source is Source.ORIGINAL
 
-    drive(plain(bundles), scenario)
+    # a window of 3: every row goes to the coordinator at once (none waits in admission)
+    drive(plain(bundles, admission_window=3), scenario)
 
 
 @pytest.mark.parametrize("outcome", ["answer", "deadline"])
