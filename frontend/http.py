@@ -35,8 +35,11 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from frontend.api import VERSION, Api, Query, http_status, refusal
+from frontend.connections import SHUTTING_DOWN, Calls, ConnectionLimits, canned, shut_out
 from frontend.metrics import Metrics
 from frontend.requests import PayloadTooLarge, invalid
 from frontend.rest import (
@@ -70,8 +73,9 @@ JSON_EXPANSION = 4
 class _Routes:
     """The route handlers over the frontend's entry point."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, calls: Calls) -> None:
         self.api = api
+        self.calls = calls
         self.max_tensor = api.config.max_request_bytes
         self.max_body = JSON_EXPANSION * self.max_tensor + (64 << 10)
         self._next_query_id = 0  # Clipper's query ids: one counter per frontend
@@ -108,29 +112,33 @@ class _Routes:
 
     async def infer(self, model: str, request: Request) -> Response:
         """KServe v2 inference, JSON or binary tensors."""
-        return await _guarded(self._infer(model, request), _v2_error)
+        return await _guarded(self._infer(model, request), _v2_error, self.calls)
 
     async def _infer(self, model: str, request: Request) -> Response:
         service = self.api.service(model)
         headers = request.headers
+        client = _client(request)
+        self.api.admit(model, _time_left(headers), client)  # shed load before the body
         body = await self._body(request)
         v2 = parse_v2(body, headers.get(HEADER_LENGTH))
-        results = await self.api.infer(service, v2.query, _time_left(headers))
+        results = await self.api.infer(service, v2.query, _time_left(headers), client)
         content, extra = v2_response(service.name, service.output, results, v2)
         return Response(content, headers=extra)
 
     async def predict(self, app: str, request: Request) -> Response:
         """Clipper: ``{"input": [...]}`` or ``{"input_batch": [[...], ...]}``."""
-        return await _guarded(self._predict(app, request), _clipper_error)
+        return await _guarded(self._predict(app, request), _clipper_error, self.calls)
 
     async def _predict(self, app: str, request: Request) -> Response:
         service = self.api.service(app)
         spec = service.input
+        client = _client(request)
+        self.api.admit(app, _time_left(request.headers), client)  # shed load before the body
         body = await self._body(request)
         doc, raw, count, batch = parse_clipper(body, spec)
         # The request object doubles as the parameters: timeout_ms, parm_require_original.
         query = Query(spec.name, spec.datatype, [count, *spec.shape], raw, doc)
-        results = await self.api.infer(service, query, _time_left(request.headers))
+        results = await self.api.infer(service, query, _time_left(request.headers), client)
         first_id, self._next_query_id = self._next_query_id, self._next_query_id + count
         return Response(clipper_response(first_id, results, batch), media_type=JSON_TYPE)
 
@@ -150,6 +158,11 @@ class _Routes:
         return decompress(body, encoding.strip().lower(), self.max_body) if encoding else body
 
 
+def _client(request: Request) -> str | None:
+    """The client's address and port (one per connection): admission's fairness key."""
+    return f"{request.client.host}:{request.client.port}" if request.client else None
+
+
 def _time_left(headers: Any) -> float | None:
     """Seconds from the ``Parm-Timeout-Ms`` header: the client's own deadline."""
     text = headers.get(TIMEOUT_HEADER)
@@ -167,13 +180,43 @@ def _time_left(headers: Any) -> float | None:
 # ---------------------------------------------------------------- the exception boundary
 
 
-async def _guarded(handler: Awaitable[Response], error: Callable[[int, str], Response]) -> Response:
-    """Run one request's handler; map what it raises to an HTTP error response."""
+async def _guarded(
+    handler: Awaitable[Response],
+    error: Callable[[int, str], Response],
+    calls: Calls | None = None,
+) -> Response:
+    """Run one request's handler; map what it raises to an HTTP error response.
+
+    An inference call is held in ``calls``: at shutdown, one still running after the
+    grace period is answered 503 (uvicorn would cancel it into a bare 500 text).
+    """
     try:
-        return await handler
+        if calls is None:
+            return await handler
+        with calls.held():
+            return await handler
+    except asyncio.CancelledError as exc:
+        if not shut_out(exc):
+            raise
+        return error(503, SHUTTING_DOWN)
+    except ClientDisconnect:
+        _aborted_body()
+        return error(400, "the client closed the connection before its body was sent")
     except Exception as exc:
         refused = refusal(exc)
         return error(http_status(refused), refused.message)
+
+
+_aborted = 0
+
+
+def _aborted_body() -> None:
+    """Log a body the client broke off: at INFO, without a traceback (it is the client's
+    doing, and cheap to repeat), for the 1st, 2nd, 4th, 8th... time only."""
+    global _aborted
+    _aborted += 1
+    if _aborted & (_aborted - 1) == 0:
+        log.info("HTTP: a client closed its connection mid-body (%d so far)", _aborted)
 
 
 def _v2_error(status: int, message: str) -> Response:
@@ -187,11 +230,12 @@ def _clipper_error(status: int, message: str) -> Response:
 # ---------------------------------------------------------------- the application
 
 
-def api_app(api: Api) -> FastAPI:
-    """The FastAPI application of the HTTP port, over the frontend's entry point."""
+def api_app(api: Api, calls: Calls | None = None) -> FastAPI:
+    """The FastAPI application of the HTTP port, over the frontend's entry point; its
+    inference calls are held in ``calls`` (drained at shutdown)."""
     from frontend import openapi
 
-    routes = _Routes(api)
+    routes = _Routes(api, Calls() if calls is None else calls)
     app = FastAPI(
         title="parm frontend",
         version=VERSION,
@@ -243,11 +287,73 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+class GuardedHttp(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a connection cap, an idle and a read timeout;
+    `guarded_protocol` makes the class of one port's limits."""
+
+    limits: ConnectionLimits
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # between requests (uvicorn's keep-alive timer; typed int, a float works the same)
+        self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            cap = self.limits.max_connections
+            log.debug("HTTP connection refused: %d open, the cap is %d", len(self.connections), cap)
+            self._close(canned(503, "Service Unavailable", f"over {cap} open connections"))
+            return
+        self._arm(self.limits.idle_timeout_s, None)  # until the first request begins
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        message = f"request not received whole within {self.limits.read_timeout_s} s"
+        self._arm(self.limits.read_timeout_s, canned(408, "Request Timeout", message))
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()  # the application has it now; the query has its own deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, delay: float, answer: bytes | None) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(delay, self._expired, answer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self, answer: bytes | None) -> None:
+        self._timer = None
+        started = self.cycle is not None and self.cycle.response_started
+        self._close(None if started else answer)
+
+    def _close(self, answer: bytes | None) -> None:
+        if self.transport.is_closing():
+            return
+        if answer is not None:
+            self.transport.write(answer)
+        self.transport.close()
+
+
+def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttp]:
+    """The uvicorn protocol class (its ``http`` setting) of a port with ``limits``."""
+    return type("GuardedHttp", (GuardedHttp,), {"limits": limits})
+
+
 class HttpServer:
     """One ASGI application served by uvicorn in the running loop, as a task owned here."""
 
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
+    def __init__(self, app: Any, host: str, port: int, name: str, limits: ConnectionLimits) -> None:
         self._app, self._host, self._port, self.name = app, host, port, name
+        self.limits = limits
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -265,6 +371,7 @@ class HttpServer:
             lifespan="off",
             proxy_headers=False,
             ws="none",
+            http=guarded_protocol(self.limits),
         )
         self._server = _EmbeddedServer(config)
         serving = self._server.serve(sockets=[sock])

@@ -17,17 +17,27 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from common.clock import LoopClock
 from frontend.api import DEADLINE_MARGIN_S, VERSION, Api, Query, refusal
 from frontend.config import FrontendConfig
+from frontend.connections import (
+    SHUTTING_DOWN,
+    Calls,
+    ConnectionLimits,
+    connection_cap,
+    raise_descriptor_limit,
+    shut_out,
+)
 from frontend.instances import InstanceLink
 from frontend.metrics import Metrics
 from frontend.model import ModelService, QueryError, Result
-from frontend.requests import SOURCE, SOURCES, expect_one_input, overall_source
+from frontend.requests import SOURCE, SOURCES, expect_one_input, invalid, overall_source
 from proto import inference_pb2 as pb
 from proto import servicer
 from proto.tensors import get_parameters
@@ -38,6 +48,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["DEADLINE_MARGIN_S", "VERSION", "Frontend", "InferenceServicer"]
+
+#: of the shutdown grace period, the share calls in flight get to finish; the rest is
+#: for the UNAVAILABLE / 503 answers of those still running to go out before the
+#: servers close (gRPC cancels what is left when its grace ends)
+DRAIN_SHARE = 0.8
 
 
 class Frontend:
@@ -52,6 +67,7 @@ class Frontend:
         }
         self.metrics.watch(self.services.values)
         self.api = Api(self.services, config)
+        self.calls = Calls()
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: grpc.aio.Server | None = None
         self._http: list[HttpServer] = []
@@ -68,16 +84,9 @@ class Frontend:
             )
             self._tasks.add(task)
             task.add_done_callback(self._service_ended)
-        limit = self.config.max_request_bytes + (1 << 20)
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", limit),
-                ("grpc.so_reuseport", 0),
-                *self.config.grpc_options,
-            ]
-        )
-        InferenceServicer(self.api).register(server)
+        self._descriptors = raise_descriptor_limit()
+        server = grpc.aio.server(options=grpc_options(self.config))
+        InferenceServicer(self.api, self.calls).register(server)
         self.grpc_port = server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {self.config.host}:{self.config.grpc_port}")
@@ -90,14 +99,18 @@ class Frontend:
         """The HTTP API and /metrics, where configured (FastAPI is imported only then)."""
         from frontend.http import HttpServer, api_app, metrics_app
 
-        host, http_port, metrics_port = self.config.host, self.http_port, self.metrics_port
+        config = self.config
+        host, http_port, metrics_port = config.host, self.http_port, self.metrics_port
+        ports = (http_port is not None) + (metrics_port is not None)
+        cap = connection_cap(config.http_max_connections, self._descriptors, ports)
+        limits = ConnectionLimits(cap, config.http_idle_timeout_s, config.http_read_timeout_s)
         if http_port is not None:
-            api = api_app(self.api)
-            self._http.append(HttpServer(api, host, http_port, "v2 REST + Clipper"))
+            api = api_app(self.api, self.calls)
+            self._http.append(HttpServer(api, host, http_port, "v2 REST + Clipper", limits))
             self.http_port = await self._http[-1].start()
         if metrics_port is not None:
             app = metrics_app(self.metrics)
-            self._http.append(HttpServer(app, host, metrics_port, "Prometheus /metrics"))
+            self._http.append(HttpServer(app, host, metrics_port, "Prometheus /metrics", limits))
             self.metrics_port = await self._http[-1].start()
 
     @property
@@ -138,11 +151,15 @@ class Frontend:
         gc.collect()
         gc.freeze()
 
-    async def stop(self, grace: float = 2.0) -> None:
-        """Stop accepting, let calls in flight finish for ``grace`` seconds, then cancel."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let calls in flight finish for most of ``grace`` seconds
+        (default: the ``shutdown_grace_s`` setting), answer the rest UNAVAILABLE / 503,
+        then stop the model services."""
+        grace = self.config.shutdown_grace_s if grace is None else grace
         stopping = [server.stop(grace) for server in self._http]
         if self._server is not None:
             stopping.append(self._server.stop(grace))
+        stopping.append(self.calls.drain(grace * DRAIN_SHARE))
         await asyncio.gather(*stopping)
         for task in list(self._tasks):
             task.cancel("frontend stopping")
@@ -157,6 +174,60 @@ class Frontend:
             if self._crashed is not None and not self._crashed.done():
                 self._crashed.set_exception(error)
                 self._crashed.exception()  # retrieved: it is logged above
+
+
+def grpc_options(config: FrontendConfig) -> list[tuple[str, int]]:
+    """The gRPC server's options: message sizes, and the connection limits that keep
+    one client from holding the port (the configured ``grpc_options`` come last, so
+    they win)."""
+    limit = config.max_request_bytes + (1 << 20)
+    return [
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.max_send_message_length", limit),
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_allowed_incoming_connections", config.grpc_max_connections),
+        ("grpc.max_concurrent_streams", config.grpc_max_streams),
+        ("grpc.max_connection_idle_ms", round(config.grpc_idle_timeout_s * 1000)),
+        ("grpc.server_handshake_timeout_ms", round(config.grpc_handshake_timeout_s * 1000)),
+        *config.grpc_options,
+    ]
+
+
+@dataclass(frozen=True)
+class BadMessage:
+    """Bytes that are no ``ModelInferRequest``: handed to the servicer as they are, to be
+    answered INVALID_ARGUMENT (a deserializer that raises makes gRPC answer UNKNOWN)."""
+
+    error: str
+    id: str = ""
+    model_name: str = ""
+
+
+def parse_request(data: bytes) -> pb.ModelInferRequest | BadMessage:
+    """The request in ``data``, or what is wrong with it."""
+    try:
+        return pb.ModelInferRequest.FromString(data)
+    except DecodeError as exc:
+        return BadMessage(str(exc))
+
+
+class _LenientInference:
+    """A gRPC server seen through by `InferenceServicer.register`: the inference
+    methods' requests are parsed by `parse_request`."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass  # the generated code registers the same table below, which this rebuilds
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        handlers = dict(handlers)
+        for method in ("ModelInfer", "ModelStreamInfer"):
+            handlers[method] = handlers[method]._replace(request_deserializer=parse_request)
+        generic = grpc.method_handlers_generic_handler(service, handlers)
+        self._server.add_generic_rpc_handlers((generic,))
+        self._server.add_registered_method_handlers(service, handlers)
 
 
 def packaged(
@@ -178,9 +249,14 @@ class InferenceServicer(servicer.InferenceServicer):
     """GRPCInferenceService over the frontend's entry point: health and metadata are
     the shared `proto.servicer.InferenceServicer`; inference goes through `Api`."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, calls: Calls | None = None) -> None:
         super().__init__("parm-frontend", VERSION, ["parm"])
         self._api = api
+        self._calls = Calls() if calls is None else calls
+
+    def register(self, server: Any) -> None:
+        """Serve on ``server``; undecodable inference requests are INVALID_ARGUMENT."""
+        super().register(_LenientInference(server))
 
     @property
     def ready(self) -> bool:
@@ -195,9 +271,14 @@ class InferenceServicer(servicer.InferenceServicer):
         )
 
     async def answer(
-        self, request: pb.ModelInferRequest, time_left: float | None
+        self,
+        request: pb.ModelInferRequest | BadMessage,
+        time_left: float | None,
+        client: str | None = None,
     ) -> pb.ModelInferResponse:
         """Validate, run and package one inference request; raises QueryError."""
+        if isinstance(request, BadMessage):
+            raise invalid(f"the request is not a ModelInferRequest message: {request.error}")
         service = self._api.service(request.model_name)
         expect_one_input(len(request.inputs))
         tensor = request.inputs[0]
@@ -215,28 +296,47 @@ class InferenceServicer(servicer.InferenceServicer):
             get_parameters(request.parameters),
             [wanted.name for wanted in request.outputs],
         )
-        return packaged(request, service, await self._api.infer(service, query, time_left))
+        return packaged(request, service, await self._api.infer(service, query, time_left, client))
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Any
+        self, request: pb.ModelInferRequest | BadMessage, context: Any
     ) -> pb.ModelInferResponse:
         try:
-            return await self.answer(request, context.time_remaining())
+            return await self._answered(request, context)
         except Exception as exc:
             error = refusal(exc)
             await context.abort(getattr(grpc.StatusCode, error.status), error.message)
             raise  # unreachable: abort raises
 
-    async def ModelStreamInfer(
-        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: Any
-    ) -> None:
-        """Answers each request as soon as it is ready, so they may come back out of order."""
-        lock = asyncio.Lock()
+    async def _answered(
+        self, request: pb.ModelInferRequest | BadMessage, context: Any
+    ) -> pb.ModelInferResponse:
+        """`answer`, held as a call in flight: one still running when the shutdown's
+        grace ends raises QueryError UNAVAILABLE (not gRPC's CANCELLED)."""
+        try:
+            with self._calls.held():
+                return await self.answer(request, context.time_remaining(), context.peer())
+        except asyncio.CancelledError as exc:
+            if not shut_out(exc):
+                raise
+            raise QueryError("UNAVAILABLE", SHUTTING_DOWN) from None
 
-        async def one(request: pb.ModelInferRequest) -> None:
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest | BadMessage], context: Any
+    ) -> None:
+        """Answers each request as soon as it is ready, so they may come back out of order.
+
+        Flow control: at most ``stream_max_inflight`` requests of the stream are in the
+        frontend at once; the next is read when one has been answered (written), so a
+        client that writes without reading stalls on its own stream's window.
+        """
+        lock = asyncio.Lock()
+        window = asyncio.Semaphore(self._api.config.stream_max_inflight)
+
+        async def one(request: pb.ModelInferRequest | BadMessage) -> None:
             try:
                 reply = pb.ModelStreamInferResponse(
-                    infer_response=await self.answer(request, context.time_remaining())
+                    infer_response=await self._answered(request, context)
                 )
             except Exception as exc:
                 error = refusal(exc)
@@ -246,9 +346,16 @@ class InferenceServicer(servicer.InferenceServicer):
                         id=request.id, model_name=request.model_name
                     ),
                 )
-            async with lock:
-                await context.write(reply)
+            try:
+                async with lock:
+                    await context.write(reply)
+            finally:
+                window.release()
 
         async with asyncio.TaskGroup() as group:
-            async for request in request_iterator:
+            while True:
+                await window.acquire()
+                request = await anext(request_iterator, None)
+                if request is None:
+                    break
                 group.create_task(one(request))
