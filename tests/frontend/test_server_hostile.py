@@ -1,0 +1,125 @@
+"""The gRPC front door against hostile clients (frontend/server.py; issue 10).
+
+Finding 2: a ``ModelStreamInfer`` client that writes without reading grew the frontend's
+memory without bound; the servicer now reads the next request only while fewer than
+``stream_max_inflight`` are unanswered.  Driven here with a fake entry point whose
+queries wait until the test ends them, so what is in flight is counted exactly.
+Finding 8: bytes that are no ``ModelInferRequest`` are INVALID_ARGUMENT, not UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+
+from frontend.config import FrontendConfig
+from frontend.model import QueryError
+from frontend.server import Frontend, InferenceServicer
+from proto import inference_pb2 as pb
+
+WINDOW, SENT = 4, 100
+BOUND_S = 30.0
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+STREAM = "/inference.GRPCInferenceService/ModelStreamInfer"
+GARBAGE = b"\xff\xff\xff\xff garbage"
+
+
+class HeldQueries:
+    """A fake `frontend.api.Api`: every query waits for the test to refuse it."""
+
+    def __init__(self) -> None:
+        self.config = FrontendConfig(models=(), stream_max_inflight=WINDOW)
+        self.waiting: list[asyncio.Future[None]] = []
+
+    def service(self, name: str) -> Any:
+        return name
+
+    async def infer(self, *args: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(future)
+        try:
+            await future
+        finally:
+            self.waiting.remove(future)
+
+
+class Client:
+    """A stream's client side: what it has written, and what the server wrote back."""
+
+    def __init__(self) -> None:
+        self.pulled = 0
+        self.written: list[pb.ModelStreamInferResponse] = []
+
+    async def requests(self) -> AsyncIterator[pb.ModelInferRequest]:
+        for i in range(SENT):
+            self.pulled += 1
+            request = pb.ModelInferRequest(model_name="m", id=f"q{i}")
+            request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
+            request.raw_input_contents.append(b"\0" * 4)
+            yield request
+
+    def time_remaining(self) -> None:
+        return None
+
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+    async def write(self, reply: pb.ModelStreamInferResponse) -> None:
+        self.written.append(reply)
+
+
+async def settled() -> None:
+    """Let every ready task run (loop iterations, not wall time)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+def test_a_stream_holds_at_most_its_window_of_requests_in_flight() -> None:
+    async def main() -> tuple[int, int, int, int, int]:
+        api, client = HeldQueries(), Client()
+        servicer = InferenceServicer(api)  # type: ignore[arg-type]
+        stream = asyncio.ensure_future(servicer.ModelStreamInfer(client.requests(), client))
+        await settled()
+        first = len(api.waiting), client.pulled
+        api.waiting[0].set_exception(QueryError("UNAVAILABLE", "let go"))  # one answered
+        await settled()
+        second = len(api.waiting), client.pulled
+        stream.cancel()  # the client goes: its queries are dropped
+        await asyncio.gather(stream, return_exceptions=True)
+        return *first, *second, len(api.waiting)
+
+    held, pulled, held_after, pulled_after, left = asyncio.run(main())
+    assert (held, pulled) == (WINDOW, WINDOW)
+    assert (held_after, pulled_after) == (WINDOW, WINDOW + 1)
+    assert left == 0
+
+
+@pytest.mark.parametrize("method", [INFER, STREAM])
+def test_bytes_that_are_no_request_are_invalid_argument(method: str) -> None:
+    async def main() -> tuple[Any, str]:
+        frontend = Frontend(FrontendConfig(models=(), grpc_port=0))
+        await frontend.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{frontend.grpc_port}") as channel:
+                if method == INFER:
+                    call = channel.unary_unary(method)
+                    try:
+                        await call(GARBAGE, timeout=BOUND_S)
+                    except grpc.aio.AioRpcError as exc:
+                        return exc.code(), exc.details() or ""
+                    return grpc.StatusCode.OK, ""
+                stream = channel.stream_stream(method)
+                replies = [r async for r in stream(iter([GARBAGE]), timeout=BOUND_S)]
+                reply = pb.ModelStreamInferResponse.FromString(replies[0])
+                code, message = reply.error_message.split(": ", 1)
+                return getattr(grpc.StatusCode, code), message
+        finally:
+            await frontend.stop(0.5)
+
+    code, message = asyncio.run(main())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message.startswith("the request is not a ModelInferRequest message: ")
