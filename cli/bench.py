@@ -127,9 +127,37 @@ def add_calibrate(bench: Any, home: Home) -> None:
     p.set_defaults(run=run)
 
 
+def add_overload(bench: Any, home: Home) -> None:
+    """``parm bench overload``: goodput at 1x-3x capacity, and fairness to a small client."""
+    p = bench.add_parser("overload", help="goodput under overload (gRPC, HTTP) and fairness")
+    p.add_argument("--quick", action="store_true", help="short runs: about 2 minutes")
+    p.add_argument("--seconds", type=float, help="length of each open-loop run")
+    p.add_argument("--deadline-ms", type=float, help="each open-loop query's deadline")
+    p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    p.add_argument("--no-append", action="store_true", help="do not append to --results")
+
+    def run(args: argparse.Namespace) -> int:
+        _no_grpc_fork_handlers()
+        from dataclasses import replace
+
+        from bench.overload import QUICK, OverloadPlan, run_overload
+        from common.runtime import run_loop
+
+        plan = QUICK if args.quick else OverloadPlan()
+        if args.seconds is not None:
+            plan = replace(plan, seconds=args.seconds)
+        if args.deadline_ms is not None:
+            plan = replace(plan, deadline_s=args.deadline_ms / 1000)
+        results = None if args.no_append else args.results
+        return run_loop(run_overload(plan, results, home(), _command()))
+
+    p.set_defaults(run=run)
+
+
 def add_bench(bench: Any, home: Home) -> None:
     """Every ``parm bench`` command defined here."""
     add_latency(bench, home)
+    add_overload(bench, home)
     add_calibrate(bench, home)
     add_codes(bench)
 

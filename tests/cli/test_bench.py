@@ -11,6 +11,7 @@ import pytest
 
 import bench.latency
 import bench.micro
+import bench.overload
 import bench.sim.calibrate
 import bench.sim.cli
 from cli.bench import add_bench, add_sim
@@ -38,7 +39,7 @@ def run(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, *argv: str) -> 
     async def record_async(*args: Any) -> int:
         return record(*args)
 
-    is_async = name in ("run_latency", "run_calibrate")
+    is_async = name in ("run_latency", "run_calibrate", "run_overload")
     monkeypatch.setattr(module, name, record_async if is_async else record)
     monkeypatch.setattr("sys.argv", ["parm", *argv])
     args = parse(*argv)
@@ -87,3 +88,19 @@ def test_bad_options_are_refused_by_argparse(argv, capsys):
     with pytest.raises(SystemExit):
         parse(*argv)
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "seconds", "deadline_s"),
+    [((), bench.overload.QUICK.seconds, bench.overload.QUICK.deadline_s),
+     (("--seconds", "2", "--deadline-ms", "100"), 2.0, 0.1)],
+)  # fmt: skip
+def test_overload_options(
+    monkeypatch: pytest.MonkeyPatch, extra: tuple[str, ...], seconds: float, deadline_s: float
+) -> None:
+    argv = ("bench", "overload", "--quick", *extra)
+    plan, results, home, command = run(monkeypatch, bench.overload, "run_overload", *argv)
+    assert (plan.seconds, plan.deadline_s) == (seconds, deadline_s)
+    assert plan.fair_queries == bench.overload.QUICK.fair_queries
+    assert (results, home) == (Path("bench/RESULTS.md"), HOME)
+    assert command == "parm " + " ".join(argv)

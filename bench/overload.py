@@ -1,0 +1,275 @@
+"""``parm bench overload``: goodput under 1x-3x offered load, and fairness to a small client.
+
+One local cluster of the demo model (k=2, 2 data + 1 parity instances, coded), the
+frontend in this process.  First its capacity is measured: a closed loop at concurrency
+16 over gRPC.  Then open loops (``bench.loadgen``, its own process) offer 1x, 2x and 3x
+that rate over gRPC and over HTTP (KServe v2 REST), each query with a deadline;
+*goodput* is the queries answered (within their deadline: later ones are errors) per
+second, as a share of capacity.  Refusals (RESOURCE_EXHAUSTED / HTTP 429) and deadline
+misses are counted, and the frontend's RSS and open descriptors are read before the
+runs, at their peak during them, and after.
+
+Fairness: a well-behaved client (``bench.client``, concurrency 4, one row per query)
+alone, then beside a hostile one (``python -m bench.overload``: batches of the largest
+valid size, ``max_outstanding`` rows, back to back, whatever the answer); the
+well-behaved client's throughput beside it as a share of its solo throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.closed_loop import run_client_process
+from bench.report import publish
+
+MODEL = "digits"
+MULTIPLES = (1.0, 2.0, 3.0)
+#: targets of issue 10
+GOODPUT_TARGET = 0.8
+FAIRNESS_TARGET = 0.5
+
+
+@dataclass(frozen=True)
+class OverloadPlan:
+    """What ``parm bench overload`` runs."""
+
+    seconds: float = 10.0  # offered-load run length
+    deadline_s: float = 0.25  # each open-loop query's deadline
+    capacity_queries: int = 6000
+    fair_queries: int = 4000  # the well-behaved client's, solo and beside the hostile
+    hostile_rows: int = 1024  # the model's max_outstanding: the largest valid batch
+    transports: tuple[str, ...] = ("grpc", "http")
+    multiples: tuple[float, ...] = MULTIPLES
+
+
+QUICK = OverloadPlan(seconds=4.0, capacity_queries=2000, fair_queries=1500)
+
+
+# ---------------------------------------------------------------- the frontend's resources
+
+
+def resources(pid: int | None = None) -> dict[str, int]:
+    """The process's resident memory (MB) and open descriptors (Linux /proc)."""
+    base = Path(f"/proc/{pid or os.getpid()}")
+    rss_kb = 0
+    for line in (base / "status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss_kb = int(line.split()[1])
+    return {"rss_mb": rss_kb // 1024, "fds": len(os.listdir(base / "fd"))}
+
+
+class Peak:
+    """The highest RSS and descriptor count seen while it runs (sampled every 100 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = resources()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        while True:
+            now = resources()
+            self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+            await asyncio.sleep(0.1)
+
+    async def __aenter__(self) -> Peak:
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+# ---------------------------------------------------------------- the runs
+
+
+def goodput_row(
+    transport: str, multiple: float, capacity: float, result: dict[str, Any]
+) -> dict[str, Any]:
+    """One open-loop run's figures: goodput as a share of capacity, refusals, misses."""
+    errors: dict[str, int] = result.get("errors", {})
+    sent = int(result["queries"])
+    answered = int(result.get("count", 0))
+    duration = sent / result["rate"]
+    refused = errors.get("RESOURCE_EXHAUSTED", 0) + errors.get("HTTP_429", 0)
+    missed = errors.get("DEADLINE_EXCEEDED", 0) + errors.get("HTTP_504", 0)
+    return {
+        "transport": transport,
+        "multiple": multiple,
+        "offered_qps": result["rate"],
+        "goodput_qps": answered / duration,
+        "goodput_share": answered / duration / capacity,
+        "answered": answered,
+        "refused": refused,
+        "missed": missed,
+        "other_errors": sum(errors.values()) - refused - missed,
+        "p99_ms": result.get("p99_ms", float("nan")),
+    }
+
+
+async def open_loop(url: str, transport: str, rate: float, plan: OverloadPlan) -> dict[str, Any]:
+    queries = max(1, int(rate * plan.seconds))
+    args = ["--url", url, "--transport", transport, "--model", MODEL, "--rate", f"{rate:.1f}"]
+    args += ["--queries", str(queries), "--warmup", "0", "--timeout-s", str(plan.deadline_s)]
+    result = await run_client_process("bench.loadgen", *args)
+    return {**result, "queries": queries}
+
+
+async def closed(url: str, concurrency: int, queries: int) -> dict[str, Any]:
+    args = ["--url", url, "--model", MODEL, "--concurrency", str(concurrency)]
+    return await run_client_process("bench.client", *args, "--queries", str(queries))
+
+
+async def fairness(url: str, plan: OverloadPlan) -> dict[str, Any]:
+    """The well-behaved client alone, then beside the hostile one."""
+    solo = await closed(url, 4, plan.fair_queries)
+    seconds = 2 * plan.fair_queries / max(solo["throughput_qps"], 1.0) + 5
+    args = ["--url", url, "--model", MODEL, "--rows", str(plan.hostile_rows)]
+    hostile = asyncio.ensure_future(
+        run_client_process("bench.overload", *args, "--seconds", f"{seconds:.1f}")
+    )
+    await asyncio.sleep(1.0)  # the hostile client is at it before the other starts
+    beside = await closed(url, 4, plan.fair_queries)
+    return {"solo": solo, "beside": beside, "hostile": await hostile}
+
+
+async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
+    from deploy.local import LocalCluster
+    from deploy.spec import Deployment, ModelDeployment
+    from train.demo import ensure_demo
+
+    demo = ensure_demo(2, home / "demo")
+    model = ModelDeployment(
+        MODEL, demo.base_dir, demo.parity_dir, k=2, data_instances=2, parity_instances=1
+    )
+    cluster = LocalCluster(Deployment((model,), grpc_port=0, http_port=0), home / "logs")
+    async with cluster:
+        front = cluster.frontend
+        urls = {
+            "grpc": f"127.0.0.1:{front.grpc_port}",
+            "http": f"http://127.0.0.1:{front.http_port}",
+        }
+        before = resources()
+        capacity = (await closed(urls["grpc"], 16, plan.capacity_queries))["throughput_qps"]
+        rows = []
+        async with Peak() as peak:
+            for transport in plan.transports:
+                for multiple in plan.multiples:
+                    result = await open_loop(urls[transport], transport, multiple * capacity, plan)
+                    rows.append(goodput_row(transport, multiple, capacity, result))
+            await asyncio.sleep(2.0)  # answers and connections of the last run settle
+        after = resources()
+        fair = await fairness(urls["grpc"], plan)
+    return {
+        "capacity_qps": capacity,
+        "runs": rows,
+        "resources": {"before": before, "peak": peak.peak, "after": after},
+        "fairness": fair,
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
+    today = datetime.date.today().isoformat()
+    capacity = figures["capacity_qps"]
+    lines = [
+        f"### Overload and fairness ({today})",
+        "",
+        f"Command: `{command}`  ",
+        "Machine: 2-core shared VM, CPU only; the load clients, the frontend and 3 instances "
+        "(demo digits model, k=2, coded) share it.  ",
+        f"Capacity (closed loop, gRPC, concurrency 16): {capacity:.0f} q/s; open-loop runs of "
+        f"{plan.seconds:g} s, deadline {plan.deadline_s * 1000:.0f} ms per query.",
+        "",
+        "| transport | offered | offered q/s | goodput q/s | goodput / capacity | answered "
+        "| refused | deadline misses | other errors | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in figures["runs"]:
+        lines.append(
+            f"| {r['transport']} | {r['multiple']:g}x | {r['offered_qps']:.0f} | "
+            f"{r['goodput_qps']:.0f} | {r['goodput_share']:.0%} | {r['answered']} | "
+            f"{r['refused']} | {r['missed']} | {r['other_errors']} | {r['p99_ms']:.1f} |"
+        )
+    res = figures["resources"]
+    lines += [
+        "",
+        "Frontend (this process) RSS MB / open descriptors: before "
+        f"{res['before']['rss_mb']} / {res['before']['fds']}, peak {res['peak']['rss_mb']} / "
+        f"{res['peak']['fds']}, after {res['after']['rss_mb']} / {res['after']['fds']}.",
+    ]
+    fair = figures["fairness"]
+    solo, beside = fair["solo"]["throughput_qps"], fair["beside"]["throughput_qps"]
+    hostile = fair["hostile"]
+    lines += [
+        "",
+        f"Fairness: a client at concurrency 4 (1 row per query) made {solo:.0f} q/s alone and "
+        f"{beside:.0f} q/s ({beside / max(solo, 1e-9):.0%}) beside one sending "
+        f"{plan.hostile_rows}-row batches back to back over gRPC (target >= "
+        f"{FAIRNESS_TARGET:.0%}); the hostile client got {hostile['answered_rows']} rows "
+        f"answered, {hostile['refused']} batches refused, {hostile['other']} other errors. "
+        f"Goodput target at 3x: >= {GOODPUT_TARGET:.0%} of capacity.",
+    ]
+    return "\n".join([*lines, ""])
+
+
+async def run_overload(plan: OverloadPlan, results: Path | None, home: Path, command: str) -> int:
+    figures = await measure(plan, home)
+    print(json.dumps(figures))
+    publish(report(figures, plan, command), results)
+    return 0
+
+
+# ---------------------------------------------------------------- the hostile client
+
+
+async def hostile(url: str, model: str, rows: int, seconds: float) -> dict[str, int]:
+    """Send ``rows``-row batches back to back for ``seconds``; count what came back."""
+    import grpc
+    import numpy as np
+
+    from proto import inference_pb2 as pb
+    from proto import inference_pb2_grpc as pb_grpc
+    from proto.tensors import dtype_of, make_infer_request
+
+    counts = {"answered_rows": 0, "refused": 0, "other": 0}
+    async with grpc.aio.insecure_channel(url) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name=model), timeout=10)
+        tensor = meta.inputs[0]
+        x = np.zeros((rows, *tensor.shape[1:]), dtype_of(tensor.datatype))
+        request = make_infer_request(model, {tensor.name: x})
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                await stub.ModelInfer(request, timeout=30)
+                counts["answered_rows"] += rows
+            except grpc.aio.AioRpcError as exc:
+                refused = exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+                counts["refused" if refused else "other"] += 1
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.overload", description="hostile client")
+    p.add_argument("--url", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--rows", type=int, default=1024)
+    p.add_argument("--seconds", type=float, default=10.0)
+    a = p.parse_args(argv)
+    print(json.dumps(asyncio.run(hostile(a.url, a.model, a.rows, a.seconds))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``parm bench overload``'s arithmetic and report, with tiny made-up runs (no cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from bench.overload import QUICK, Peak, goodput_row, report, resources
+
+RUN = {"rate": 300.0, "queries": 600, "count": 480, "p99_ms": 12.0}
+
+
+def test_goodput_is_answers_per_second_as_a_share_of_capacity() -> None:
+    errors = {"RESOURCE_EXHAUSTED": 90, "DEADLINE_EXCEEDED": 20, "UNAVAILABLE": 10}
+    row = goodput_row("grpc", 3.0, 100.0, {**RUN, "errors": errors})
+    assert row["goodput_qps"] == pytest.approx(240.0)  # 480 answers over 2 s
+    assert row["goodput_share"] == pytest.approx(2.4)
+    assert (row["refused"], row["missed"], row["other_errors"]) == (90, 20, 10)
+
+
+def test_http_statuses_count_as_refusals_and_misses() -> None:
+    row = goodput_row("http", 1.0, 100.0, {**RUN, "errors": {"HTTP_429": 3, "HTTP_504": 2}})
+    assert (row["refused"], row["missed"], row["other_errors"]) == (3, 2, 0)
+
+
+def test_resources_are_read_from_proc() -> None:
+    now = resources(os.getpid())
+    assert now["rss_mb"] > 0 and now["fds"] > 0
+
+
+def test_peak_keeps_the_highest_sample() -> None:
+    async def scenario() -> dict[str, int]:
+        async with Peak() as peak:
+            peak.peak = {"rss_mb": 10**9, "fds": 0}
+            await asyncio.sleep(0)
+        return peak.peak
+
+    peak = asyncio.run(scenario())
+    assert peak["rss_mb"] == 10**9 and peak["fds"] > 0
+
+
+def test_the_report_has_a_row_per_run_and_the_fairness_share() -> None:
+    res = {"rss_mb": 100, "fds": 30}
+    figures = {
+        "capacity_qps": 100.0,
+        "runs": [goodput_row("grpc", 3.0, 100.0, {**RUN, "errors": {}})],
+        "resources": {"before": res, "peak": res, "after": res},
+        "fairness": {
+            "solo": {"throughput_qps": 200.0},
+            "beside": {"throughput_qps": 150.0},
+            "hostile": {"answered_rows": 1024, "refused": 7, "other": 0},
+        },
+    }
+    text = report(figures, QUICK, "parm bench overload --quick")
+    assert "| grpc | 3x | 300 | 240 | 240% | 480 | 0 | 0 | 0 | 12.0 |" in text
+    assert "made 200 q/s alone and 150 q/s (75%) beside" in text
+    assert "Command: `parm bench overload --quick`" in text
