@@ -7,6 +7,11 @@ health check passes again), runs the frontend in this process's event loop, and 
 then the children get SIGTERM, then SIGKILL.  Children also get SIGTERM from the
 kernel if this process dies without cleaning up (each container asks for
 ``PR_SET_PDEATHSIG`` with ``--exit-with-parent``), so none outlives ``parm up``.
+
+With a ``NetworkSpec`` (``parm up --network netns``) every instance runs on a host of its
+own (``deploy.netns``: a network namespace with its own address and a rate-limited link);
+the frontend stays in this process and reaches them over the bridge.  The network is
+built by ``start()`` and removed by ``stop()``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.backoff import Backoff
+from deploy.netns import HostNetwork, NetworkSpec
 from deploy.spec import Deployment, Injection, ModelDeployment
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
@@ -34,6 +40,8 @@ STOP_GRACE_S = 5.0
 RESTART_BACKOFF_S = (0.5, 10.0)
 #: a child that ran this long before dying was not crash-looping: back off from the start
 HEALTHY_RUN_S = 30.0
+#: on a host of its own (netns) every instance listens on the same ports
+HOST_GRPC_PORT, HOST_STREAM_PORT = 8500, 8501
 
 Configure = Callable[[ContainerConfig], ContainerConfig]
 
@@ -52,11 +60,16 @@ class Instance:
     seed: int = 0  # of the injected faults: reproducible runs
     restarts: int = 0
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    host: str = "127.0.0.1"  # its address: loopback, or its own host's on a netns network
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.name}"
 
     @property
     def address(self) -> InstanceAddress:
         return InstanceAddress(
-            self.name, f"127.0.0.1:{self.grpc_port}", f"127.0.0.1:{self.stream_port}"
+            self.name, f"{self.host}:{self.grpc_port}", f"{self.host}:{self.stream_port}"
         )
 
 
@@ -68,6 +81,7 @@ class LocalCluster:
         deployment: Deployment,
         log_dir: Path,
         configure: Configure | None = None,
+        network: NetworkSpec | None = None,
     ) -> None:
         self.deployment = deployment
         self.log_dir = log_dir
@@ -78,18 +92,28 @@ class LocalCluster:
         self.instances: dict[tuple[str, str], Instance] = {}
         for model in deployment.models:
             for name in model.instance_names():
+                ports = (HOST_GRPC_PORT, HOST_STREAM_PORT) if network else _free_ports()
                 self.instances[model.name, name] = Instance(
                     model.name,
                     name,
                     model.bundle_for(name),
-                    _free_port(),
-                    _free_port(),
+                    ports[0],
+                    ports[1],
                     model.inject.get(name, Injection()),
                     seed=len(self.instances),
                 )
-        self.frontend = Frontend(self.frontend_config())
+        keys = [inst.key for inst in self.instances.values()]
+        self.network = HostNetwork(keys, network) if network is not None else None
+        # On a netns network the instances' addresses exist once start() built it.
+        self._frontend = None if network else Frontend(self.frontend_config())
         self._supervisors: set[asyncio.Task[None]] = set()
         self._stopping = False
+
+    @property
+    def frontend(self) -> Frontend:
+        if self._frontend is None:
+            raise RuntimeError("on a netns network the frontend is built by start()")
+        return self._frontend
 
     def frontend_config(self) -> FrontendConfig:
         d = self.deployment
@@ -120,6 +144,11 @@ class LocalCluster:
         an experiment run on a cluster that is still half started.
         """
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.network is not None:
+            await asyncio.to_thread(self.network.create)
+            for inst in self.instances.values():
+                inst.host = self.network.host(inst.key).address
+            self._frontend = Frontend(self.frontend_config())
         loop = asyncio.get_running_loop()
         for inst in self.instances.values():
             task = loop.create_task(self._supervise(inst), name=f"supervise-{inst.name}")
@@ -131,13 +160,16 @@ class LocalCluster:
     async def stop(self) -> None:
         """Frontend first (drain), then the children: SIGTERM, then SIGKILL."""
         self._stopping = True
-        await self.frontend.stop()
+        if self._frontend is not None:
+            await self._frontend.stop()
         for task in list(self._supervisors):
             task.cancel("cluster stopping")
         await asyncio.gather(*(self._terminate(inst) for inst in self.instances.values()))
         for task in list(self._supervisors):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.network is not None:
+            await asyncio.to_thread(self.network.close)
 
     async def __aenter__(self) -> LocalCluster:
         try:
@@ -197,7 +229,7 @@ class LocalCluster:
             bundle=inst.bundle,
             port=inst.grpc_port,
             stream_port=inst.stream_port,
-            host="127.0.0.1",
+            host="0.0.0.0" if self.network is not None else "127.0.0.1",  # its own host's
             device=d.device,
             threads=d.threads,
         ).with_faults(inst.injection.faults(seed=inst.seed))
@@ -206,7 +238,9 @@ class LocalCluster:
     def _command(self, inst: Instance) -> list[str]:
         config = self.container_config(inst)
         parent = ["--exit-with-parent", str(os.getpid())]
-        return [sys.executable, "-m", "model_container", *config.argv(), *parent]
+        # ``ip netns exec`` execs the command in place: the container's parent stays us
+        on_host = self.network.exec_prefix(inst.key) if self.network is not None else []
+        return [*on_host, sys.executable, "-m", "model_container", *config.argv(), *parent]
 
     @staticmethod
     async def _terminate(inst: Instance) -> None:
@@ -231,9 +265,14 @@ class LocalCluster:
         for inst in self.instances.values():
             role = inst.bundle.name
             yield (
-                f"{inst.model}/{inst.name:<9} grpc 127.0.0.1:{inst.grpc_port}  "
-                f"stream 127.0.0.1:{inst.stream_port}  ({role})"
+                f"{inst.model}/{inst.name:<9} grpc {inst.host}:{inst.grpc_port}  "
+                f"stream {inst.host}:{inst.stream_port}  ({role})"
             )
+
+
+def _free_ports() -> tuple[int, int]:
+    """A gRPC and a stream port on loopback."""
+    return _free_port(), _free_port()
 
 
 def _free_port() -> int:
