@@ -41,6 +41,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.contention import ActiveContention, Contention, parse_contention
+from bench.contention.shuffle import Endpoint
 from bench.contention.sidecar import ShuffleSidecars
 from bench.report import variants
 from common.bundle import read_manifest
@@ -140,9 +141,9 @@ class ModeCluster:
         self.label = self.label or self.mode.value
 
     @property
-    def shuffle_ports(self) -> dict[str, int]:
-        """Each instance's sidecar port, by instance name."""
-        return self.sidecars.ports
+    def sidecars_at(self) -> dict[str, Endpoint]:
+        """Where each instance's shuffle sidecar listens, by instance name."""
+        return self.sidecars.endpoints
 
     def url(self, transport: str) -> str:
         front = self.cluster.frontend
@@ -234,7 +235,7 @@ async def run_point(
 ) -> dict[str, Any]:
     """One measured run of one mode at one rate, under the plan's contention."""
     seed = plan.seed + 1000 * repeat
-    active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
+    active = ActiveContention(plan.contention, mc.pids(), list(mc.sidecars_at.values()), seed)
     raw = raw_dir / f"k{mc.k}-{_slug(mc.label)}-r{rate:g}-{repeat}.json"
     began = time.perf_counter()
     hedges = frontend_counter(mc, "parm_hedges_total")

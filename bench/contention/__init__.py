@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.contention.cpu import CpuHogs, CpuSpec
 from bench.contention.pause import Pauser, PauseSpec
-from bench.contention.shuffle import Shuffler, ShuffleSpec
+from bench.contention.shuffle import Endpoint, Shuffler, ShuffleSpec
 from model_container.config import ContainerConfig
 from model_container.faults import FaultSettings
 
@@ -112,11 +112,15 @@ class ActiveContention:
     """The runtime injectors of one benchmark run: start them, then stop them all."""
 
     def __init__(
-        self, contention: Contention, pids: Sequence[int], shuffle_ports: Sequence[int], seed: int
+        self,
+        contention: Contention,
+        pids: Sequence[int],
+        sidecars: Sequence[int | Endpoint],
+        seed: int,
     ) -> None:
         self.injectors: list[Shuffler | Pauser | CpuHogs] = []
         if contention.shuffle is not None:
-            self.injectors.append(Shuffler(shuffle_ports, contention.shuffle, seed))
+            self.injectors.append(Shuffler(sidecars, contention.shuffle, seed))
         if contention.pause is not None:
             self.injectors.append(Pauser(pids, contention.pause, seed + 1))
         if contention.cpu is not None:

@@ -10,11 +10,15 @@ The two ends of every transfer are sidecar processes, one next to each instance:
   --host H --port P``, started by the benchmark with `ShuffleSidecars` from
   ``bench.contention.sidecar``; the model container knows nothing of it).  A connection
   that starts with ``SINK`` is read to the end and discarded; one that starts with
-  ``PUSH <bytes> <port>`` makes this process send that many bytes to the peer's
+  ``PUSH <bytes> <host> <port>`` makes this process send that many bytes to the peer's
   sidecar, and answers ``DONE <bytes> <seconds>``; ``STAT`` answers ``<bytes
   received> <bytes sent>``.
 - ``Shuffler`` is the controller: ``concurrency`` workers, each of which keeps asking a
   random sidecar to push a random-size transfer to another random sidecar.
+
+Sidecars are addressed by *endpoint*, ``(host, port)`` (a bare port means loopback).  On
+a netns network (``deploy.netns``) each sidecar runs on its instance's host, so a
+transfer crosses the sender's and the receiver's rate-limited links, as in the papers.
 
 Stopping is clean: the controller's workers are cancelled, which closes their control
 connections; a sidecar aborts a push whose control connection closed, and a sink ends
@@ -33,6 +37,13 @@ from dataclasses import dataclass
 
 CHUNK = 1 << 20  # bytes per write; reads take what the socket has, up to this
 MB = 1 << 20
+
+Endpoint = tuple[str, int]  # a sidecar's (host, port)
+
+
+def endpoint(where: int | Endpoint) -> Endpoint:
+    """``(host, port)``; a bare port is on loopback."""
+    return ("127.0.0.1", where) if isinstance(where, int) else where
 
 
 class ShuffleServer:
@@ -74,8 +85,9 @@ class ShuffleServer:
             header = (await reader.readline()).split()
             if header[:1] == [b"SINK"]:
                 await self._sink(reader)
-            elif header[:1] == [b"PUSH"] and len(header) == 3:
-                await self._push_for(reader, writer, int(header[1]), int(header[2]))
+            elif header[:1] == [b"PUSH"] and len(header) == 4:
+                peer = (header[2].decode(), int(header[3]))
+                await self._push_for(reader, writer, int(header[1]), peer)
             elif header[:1] == [b"STAT"]:
                 writer.write(f"{self.received} {self.sent}\n".encode())
                 await writer.drain()
@@ -93,11 +105,11 @@ class ShuffleServer:
             self.received += len(data)
 
     async def _push_for(
-        self, control: asyncio.StreamReader, answer: asyncio.StreamWriter, size: int, port: int
+        self, control: asyncio.StreamReader, answer: asyncio.StreamWriter, size: int, peer: Endpoint
     ) -> None:
-        """Push ``size`` bytes to the sidecar on ``port``; abort when ``control`` closes."""
+        """Push ``size`` bytes to the sidecar at ``peer``; abort when ``control`` closes."""
         began = time.perf_counter()
-        push = asyncio.ensure_future(self._push(size, port))
+        push = asyncio.ensure_future(self._push(size, peer))
         hangup = asyncio.ensure_future(control.read(1))  # EOF: the controller gave up
         done, _ = await asyncio.wait({push, hangup}, return_when=asyncio.FIRST_COMPLETED)
         for pending in (push, hangup):
@@ -107,8 +119,8 @@ class ShuffleServer:
             answer.write(f"DONE {size} {time.perf_counter() - began:.6f}\n".encode())
             await answer.drain()
 
-    async def _push(self, size: int, port: int) -> None:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def _push(self, size: int, peer: Endpoint) -> None:
+        _, writer = await asyncio.open_connection(*peer)
         try:
             writer.write(b"SINK\n")
             left = size
@@ -142,23 +154,26 @@ class ShuffleSpec:
         gap = f", mean gap {self.gap_ms:g} ms" if self.gap_ms else ""
         return (
             f"network shuffles: {self.concurrency} concurrent {self.min_mb:g}-{self.max_mb:g} MB "
-            f"loopback transfers between random instance pairs, through a sidecar process "
-            f"next to each instance{gap}"
+            f"transfers between random instance pairs, through a sidecar process next to "
+            f"each instance (over loopback, or on a netns network through both hosts' "
+            f"links){gap}"
         )
 
 
 class Shuffler:
     """Keeps ``spec.concurrency`` transfers going between random pairs of sidecar ports."""
 
-    def __init__(self, ports: Sequence[int], spec: ShuffleSpec, seed: int = 0) -> None:
-        if len(ports) < 2:
-            raise ValueError(f"shuffles need at least 2 instances, got {len(ports)}")
-        self.ports = list(ports)
+    def __init__(
+        self, sidecars: Sequence[int | Endpoint], spec: ShuffleSpec, seed: int = 0
+    ) -> None:
+        if len(sidecars) < 2:
+            raise ValueError(f"shuffles need at least 2 instances, got {len(sidecars)}")
+        self.sidecars = [endpoint(s) for s in sidecars]
         self.spec = spec
         self.moved = 0  # bytes of completed transfers
         self.transfers = 0
         self.durations: list[float] = []  # seconds each completed transfer took
-        self.active: Counter[int] = Counter()  # sidecar port -> its transfers right now
+        self.active: Counter[Endpoint] = Counter()  # sidecar -> its transfers right now
         self._rng = random.Random(seed)
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -176,7 +191,7 @@ class Shuffler:
 
     async def _worker(self) -> None:
         while True:
-            src, dst = self._rng.sample(self.ports, 2)
+            src, dst = self._rng.sample(self.sidecars, 2)
             size = int(self._rng.uniform(self.spec.min_mb, self.spec.max_mb) * MB)
             gap = self._rng.expovariate(1000 / self.spec.gap_ms) if self.spec.gap_ms else 0.0
             try:
@@ -186,11 +201,11 @@ class Shuffler:
             if gap:
                 await asyncio.sleep(gap)
 
-    async def _transfer(self, src: int, dst: int, size: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", src)
+    async def _transfer(self, src: Endpoint, dst: Endpoint, size: int) -> None:
+        reader, writer = await asyncio.open_connection(*src)
         self.active.update((src, dst))
         try:
-            writer.write(f"PUSH {size} {dst}\n".encode())
+            writer.write(f"PUSH {size} {dst[0]} {dst[1]}\n".encode())
             await writer.drain()
             answer = (await reader.readline()).split()
             if answer[:1] == [b"DONE"]:
@@ -204,9 +219,9 @@ class Shuffler:
                 await writer.wait_closed()
 
 
-async def sidecar_bytes(port: int) -> tuple[int, int]:
-    """(bytes received, bytes sent) so far by the sidecar on ``port``."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def sidecar_bytes(where: int | Endpoint) -> tuple[int, int]:
+    """(bytes received, bytes sent) so far by the sidecar at ``where``."""
+    reader, writer = await asyncio.open_connection(*endpoint(where))
     try:
         writer.write(b"STAT\n")
         received, sent = (await reader.readline()).split()

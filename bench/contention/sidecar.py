@@ -16,9 +16,9 @@ import ctypes
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from bench.contention.shuffle import ShuffleServer
+from bench.contention.shuffle import Endpoint, ShuffleServer
 
 STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1
@@ -28,26 +28,40 @@ class SidecarError(RuntimeError):
     """A sidecar process that did not start."""
 
 
+#: where an instance's sidecar runs: (command prefix, address), e.g. on a netns host
+#: ``(["ip", "netns", "exec", "parm1-h0"], "10.213.1.2")``
+Placement = Callable[[str], tuple[list[str], str]]
+
+
 class ShuffleSidecars:
     """One sidecar process per instance name, started and stopped by a benchmark.
 
     ``async with ShuffleSidecars(names) as sidecars:`` starts them (each on a free
     port, which it reports on its first line of output) and stops them on exit:
-    SIGTERM, then SIGKILL after a grace period.
+    SIGTERM, then SIGKILL after a grace period.  ``place`` puts each next to its
+    instance (on its netns host); by default all listen on ``host``.
     """
 
-    def __init__(self, names: Sequence[str], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, names: Sequence[str], host: str = "127.0.0.1", place: Placement | None = None
+    ) -> None:
         self.names = list(names)
-        self.host = host
-        self.ports: dict[str, int] = {}
+        self.place: Placement = place or (lambda name: ([], host))
+        self.endpoints: dict[str, Endpoint] = {}
         self.processes: dict[str, asyncio.subprocess.Process] = {}
 
-    async def start(self) -> Mapping[str, int]:
-        """Start every sidecar; return the port of each, by instance name."""
+    @property
+    def ports(self) -> dict[str, int]:
+        """Each sidecar's port, by instance name."""
+        return {name: port for name, (_, port) in self.endpoints.items()}
+
+    async def start(self) -> Mapping[str, Endpoint]:
+        """Start every sidecar; return where each listens, by instance name."""
         for name in self.names:
+            prefix, address = self.place(name)
             self.processes[name] = proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.contention.sidecar",
-                "--host", self.host, "--port", "0", "--exit-with-parent", str(os.getpid()),
+                *prefix, sys.executable, "-m", "bench.contention.sidecar",
+                "--host", address, "--port", "0", "--exit-with-parent", str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -55,8 +69,8 @@ class ShuffleSidecars:
             line = await proc.stdout.readline()
             if not line.strip().isdigit():
                 raise SidecarError(f"shuffle sidecar for {name}: expected its port, got {line!r}")
-            self.ports[name] = int(line)
-        return self.ports
+            self.endpoints[name] = (address, int(line))
+        return self.endpoints
 
     async def stop(self) -> dict[str, int]:
         """Stop every sidecar; return each one's exit status."""

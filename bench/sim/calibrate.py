@@ -92,12 +92,12 @@ class Recorded:
 
 async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Recorded:
     """One real run of ``mc`` at the plan's first rate, with a recorder in its frontend."""
-    active = ActiveContention(plan.contention, mc.pids(), list(mc.shuffle_ports.values()), seed)
+    active = ActiveContention(plan.contention, mc.pids(), list(mc.sidecars_at.values()), seed)
     shufflers = [i for i in active.injectors if isinstance(i, Shuffler)]
 
     def busy(instance: str) -> bool:
-        port = mc.shuffle_ports[instance]
-        return any(s.active[port] > 0 for s in shufflers)
+        sidecar = mc.sidecars_at[instance]
+        return any(s.active[sidecar] > 0 for s in shufflers)
 
     service = mc.cluster.frontend.services[MODEL]
     recorder = Recorder(service.core, busy)

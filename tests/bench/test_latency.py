@@ -48,9 +48,9 @@ def test_shuffles_give_every_instance_a_sidecar_started_and_stopped_with_it(bund
 
     async def scenario() -> dict[str, int]:
         async with mc.sidecars:
-            assert sorted(mc.shuffle_ports) == names
-            for port in mc.shuffle_ports.values():
-                assert await sidecar_bytes(port) == (0, 0)
+            assert sorted(mc.sidecars_at) == names
+            for sidecar in mc.sidecars_at.values():
+                assert await sidecar_bytes(sidecar) == (0, 0)
         return await mc.sidecars.stop()
 
     assert asyncio.run(scenario()) == dict.fromkeys(names, 0)

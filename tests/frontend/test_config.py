@@ -85,7 +85,7 @@ def test_model_names_must_be_unique() -> None:
     [({}, 4), ({"max_inflight": 3, "batch_size": 2}, 24), ({"admission_window": 7}, 7)],
 )
 def test_the_admission_window_is_twice_what_the_data_instances_take(
-    settings: dict[str, int], window: int
+    settings: dict[str, Any], window: int
 ) -> None:
     data = (InstanceAddress("d0", "h:1"), InstanceAddress("d1", "h:2"))
     assert ModelConfig("m", Path("b"), data, mode=Mode.NONE, **settings).window() == window
@@ -95,4 +95,4 @@ def test_the_admission_window_is_twice_what_the_data_instances_take(
 def test_admission_limits_under_one_are_refused(field: str) -> None:
     data = (InstanceAddress("d0", "h:1"),)
     with pytest.raises(ValueError, match=f"{field}: expected >= 1, got 0"):
-        ModelConfig("m", Path("b"), data, mode=Mode.NONE, **{field: 0})
+        ModelConfig("m", Path("b"), data, mode=Mode.NONE, **{field: 0})  # type: ignore[arg-type]
