@@ -15,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,19 @@ from common.datatypes import DATATYPES
 MANIFEST_FILE = "manifest.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "parm-bundle/1"
+
+#: A manifest larger than this is refused unread (real ones are a few kilobytes).
+MAX_MANIFEST_BYTES = 1 << 20
+#: Architecture arguments are a handful of numbers; a long ``hidden`` list would build
+#: thousands of layers before any size check could run.
+MAX_ARCH_ARGS_BYTES = 8192
+#: Names (a model's, a base model's) become file names (``parm up``'s logs) and metric
+#: labels: one plain path component, never ``.`` or ``..``, at most 64 characters.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+NAME_RULE = (
+    f"a name matching {NAME_PATTERN.pattern!r} without '..' "
+    "(letters, digits, '_', '.', '-'; at most 64 characters)"
+)
 
 # encoder/decoder: the networks of a learned code (train.learned), served like any model.
 ROLES = ("base", "parity", "encoder", "decoder")
@@ -49,6 +64,11 @@ _MANIFEST_KEYS = frozenset(
 
 class BundleError(ValueError):
     """A bundle is missing, malformed, or its weights do not match its manifest."""
+
+
+def is_safe_name(value: str) -> bool:
+    """Whether ``value`` may name a model: it must be safe as one file name (`NAME_RULE`)."""
+    return NAME_PATTERN.fullmatch(value) is not None and ".." not in value
 
 
 class BundleMismatchError(BundleError):
@@ -131,7 +151,7 @@ class ParityInfo:
             k=k,
             code=_expect_str(obj, "code", "parity"),
             base_sha256=_expect_sha256(obj, "base_sha256", "parity"),
-            base_name=_expect_str(obj, "base_name", "parity"),
+            base_name=_expect_name(obj, "base_name", "parity"),
             r=r,
             index=index,
         )
@@ -183,10 +203,10 @@ class Manifest:
         if role not in ROLES:
             raise BundleError(f"role: expected one of {list(ROLES)}, got {role!r}")
         return cls(
-            name=_expect_str(obj, "name", ""),
+            name=_expect_name(obj, "name", ""),
             role=role,
             architecture=_expect_str(obj, "architecture", ""),
-            arch_args=_expect_dict(obj, "arch_args"),
+            arch_args=_parse_arch_args(obj),
             inputs=_parse_specs(obj["inputs"], "inputs"),
             outputs=_parse_specs(obj["outputs"], "outputs"),
             preprocessing=_parse_preprocessing(obj["preprocessing"]),
@@ -199,10 +219,7 @@ class Manifest:
 def read_manifest(bundle_dir: str | Path) -> Manifest:
     """Read and validate ``bundle_dir/manifest.json``."""
     path = Path(bundle_dir) / MANIFEST_FILE
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read bundle manifest {path}: {exc}") from exc
+    raw = read_regular_file(path, "manifest", MAX_MANIFEST_BYTES)
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -211,6 +228,51 @@ def read_manifest(bundle_dir: str | Path) -> Manifest:
         return Manifest.from_json(data)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from exc
+
+
+def read_regular_file(path: Path, what: str, max_bytes: int) -> bytes:
+    """The bytes of the bundle file ``path`` (``what`` names it), refused unless it is a
+    regular file of at most ``max_bytes`` bytes.
+
+    A FIFO would block the reader forever and a device such as ``/dev/zero`` would be
+    read until memory runs out, so the kind and size are checked before the file is
+    opened for reading (following symbolic links), and again on the opened descriptor
+    (the path may have been swapped in between; opening a FIFO with ``O_NONBLOCK`` does
+    not wait for a writer).
+    """
+    try:
+        _check_regular(os.stat(path), path, what, max_bytes)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {what} {path}: {exc}") from exc
+    with open(fd, "rb") as f:
+        _check_regular(os.fstat(fd), path, what, max_bytes)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew after the check
+        raise BundleError(f"bundle {what} {path}: expected at most {max_bytes} bytes")
+    return data
+
+
+def _check_regular(st: os.stat_result, path: Path, what: str, max_bytes: int) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(
+            f"bundle {what} {path}: expected a regular file, got {_file_kind(st.st_mode)}"
+        )
+    if st.st_size > max_bytes:
+        raise BundleError(
+            f"bundle {what} {path}: expected at most {max_bytes} bytes, got {st.st_size}"
+        )
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISSOCK: "a socket",
+    }
+    return next((kind for test, kind in kinds.items() if test(mode)), "a special file")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -325,6 +387,23 @@ def _expect_str(obj: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise BundleError(f"{_field(where, key)}: expected a non-empty string, got {value!r}")
     return value
+
+
+def _expect_name(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = _expect_str(obj, key, where)
+    if not is_safe_name(value):
+        raise BundleError(f"{_field(where, key)}: expected {NAME_RULE}, got {value!r}")
+    return value
+
+
+def _parse_arch_args(obj: Mapping[str, Any]) -> dict[str, Any]:
+    args = _expect_dict(obj, "arch_args")
+    size = len(json.dumps(args))
+    if size > MAX_ARCH_ARGS_BYTES:
+        raise BundleError(
+            f"arch_args: expected at most {MAX_ARCH_ARGS_BYTES} bytes of JSON, got {size}"
+        )
+    return args
 
 
 def _expect_sha256(obj: Mapping[str, Any], key: str, where: str) -> str:

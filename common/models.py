@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -43,11 +44,21 @@ from common.bundle import (
     ParityInfo,
     TensorSpec,
     read_manifest,
+    read_regular_file,
 )
 
 ModuleFactory = TypeVar("ModuleFactory", bound=Callable[..., nn.Module])
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {}
+
+#: The most elements (parameters and buffers) a bundle's network may have, checked
+#: before anything is allocated: 2**30, 4 GiB of float32, several times the largest
+#: model here.  Pass ``max_parameters`` to `load_model` for a larger one.
+MAX_PARAMETERS = 2**30
+#: Room for a weights file's safetensors header beyond its tensors' bytes.
+_HEADER_ALLOWANCE = 1 << 20
+#: The widest element a weights file may store (float64, int64).
+_MAX_ELEMENT_BYTES = 8
 
 
 class UnknownArchitectureError(ValueError):
@@ -187,40 +198,55 @@ def save_bundle(
 
 
 def load_model(
-    bundle_dir: str | Path, device: str | torch.device = "cpu"
+    bundle_dir: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    max_parameters: int = MAX_PARAMETERS,
 ) -> tuple[Manifest, nn.Module]:
     """Load a bundle: its manifest and ``nn.Sequential(Preprocess, net)`` in eval mode.
 
-    The weights file's digest is checked against the manifest before anything is parsed.
+    Nothing large is allocated or read before it is known to fit: the architecture is
+    first built on the ``meta`` device (no memory), its parameter and buffer count must
+    not exceed ``max_parameters`` (`MAX_PARAMETERS` by default), the weights file must be
+    a regular file no larger than those tensors can take, its digest must match the
+    manifest's, and every tensor must have the shape the architecture expects.  Any of
+    these failing raises one `BundleError` that says which.
     """
     manifest = read_manifest(bundle_dir)
-    tensors = load_weights(bundle_dir, manifest)
-    try:
-        net = build(manifest.architecture, **manifest.arch_args)
-    except (TypeError, ValueError) as exc:  # unknown name, or arguments it does not take
+    arch = f"architecture {manifest.architecture!r} with {manifest.arch_args}"
+    with torch.device("meta"):
+        skeleton = _build(manifest, f"{bundle_dir}: cannot build {arch}")
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    count = sum(math.prod(shape) for shape in expected.values())
+    if count > max_parameters:
         raise BundleError(
-            f"{bundle_dir}: cannot build architecture {manifest.architecture!r} "
-            f"with {manifest.arch_args}: {exc}"
-        ) from exc
+            f"{bundle_dir}: {arch}: expected at most {max_parameters} parameters "
+            f"(common.models.MAX_PARAMETERS), got {count}"
+        )
+    tensors = load_weights(bundle_dir, manifest, max_bytes=_weights_bound(count))
+    misfit = f"{bundle_dir}: weights do not fit {arch}"
+    _check_shapes(expected, tensors, misfit)
+    net = _build(manifest, f"{bundle_dir}: cannot build {arch}")
     try:
         net.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise BundleError(
-            f"{bundle_dir}: weights do not fit architecture {manifest.architecture!r} "
-            f"with {manifest.arch_args}: {exc}"
-        ) from exc
+    except RuntimeError as exc:  # the shapes fit; a dtype that cannot be copied in
+        raise BundleError(f"{misfit}: {_one_line(exc)}") from exc
     pre = manifest.preprocessing
     model = nn.Sequential(Preprocess(pre["mean"], pre["std"]), net)
     return manifest, model.to(device).eval()
 
 
-def load_weights(bundle_dir: str | Path, manifest: Manifest) -> dict[str, torch.Tensor]:
-    """The bundle's tensors (on CPU), after checking their digest against ``manifest``."""
+def load_weights(
+    bundle_dir: str | Path, manifest: Manifest, *, max_bytes: int | None = None
+) -> dict[str, torch.Tensor]:
+    """The bundle's tensors (on CPU), after checking their digest against ``manifest``.
+
+    The file must be a regular file of at most ``max_bytes`` bytes (by default, what
+    `MAX_PARAMETERS` elements can take); it is refused unread otherwise.
+    """
     path = Path(bundle_dir) / WEIGHTS_FILE
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read bundle weights {path}: {exc}") from exc
+    bound = _weights_bound(MAX_PARAMETERS) if max_bytes is None else max_bytes
+    data = read_regular_file(path, "weights", bound)
     digest = _sha256(data)
     if digest != manifest.weights_sha256:
         raise BundleError(
@@ -231,6 +257,41 @@ def load_weights(bundle_dir: str | Path, manifest: Manifest) -> dict[str, torch.
         return safetensors.torch.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError type
         raise BundleError(f"{path}: not a valid safetensors file: {exc}") from exc
+
+
+def _build(manifest: Manifest, where: str) -> nn.Module:
+    try:
+        return build(manifest.architecture, **manifest.arch_args)
+    # unknown name, arguments it does not take, or sizes torch refuses (negative, huge)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise BundleError(f"{where}: {_one_line(exc)}") from exc
+
+
+def _weights_bound(count: int) -> int:
+    # Every element stored at the widest dtype, plus the safetensors header.
+    return _HEADER_ALLOWANCE + _MAX_ELEMENT_BYTES * count
+
+
+def _check_shapes(
+    expected: Mapping[str, tuple[int, ...]], tensors: Mapping[str, torch.Tensor], where: str
+) -> None:
+    missing = sorted(expected.keys() - tensors.keys())
+    if missing:
+        raise BundleError(f"{where}: missing tensor(s) {missing}")
+    unexpected = sorted(tensors.keys() - expected.keys())
+    if unexpected:
+        raise BundleError(f"{where}: unexpected tensor(s) {unexpected}")
+    for name, shape in expected.items():
+        found = tuple(tensors[name].shape)
+        if found != shape:
+            raise BundleError(
+                f"{where}: tensor {name!r}: expected shape {list(shape)}, found {list(found)}"
+            )
+
+
+def _one_line(exc: BaseException) -> str:
+    # torch's messages span lines; a container's error must stay one log line.
+    return " ".join(str(exc).split())
 
 
 def _sha256(data: bytes) -> str:

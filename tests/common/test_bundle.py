@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import pytest
 from common.bundle import (
     FORMAT,
     MANIFEST_FILE,
+    MAX_ARCH_ARGS_BYTES,
+    MAX_MANIFEST_BYTES,
     BundleError,
     BundleMismatchError,
     Manifest,
@@ -23,6 +26,7 @@ from common.bundle import (
     check_parity_for,
     file_sha256,
     read_manifest,
+    read_regular_file,
 )
 
 BASE_SHA = "a" * 64
@@ -136,6 +140,39 @@ def test_parity_manifest_validation(mutate, message):
         Manifest.from_json(d)
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["../../../../x", "a/b", "/abs", "..", ".hidden", "a..b", "-flag", "x" * 65, "a b", "ü"],
+)
+@pytest.mark.parametrize(
+    ("make", "field"), [(base_json, "name"), (parity_json, "parity.base_name")]
+)
+def test_names_that_could_leave_a_folder_are_refused(make, field, name):
+    d = make()
+    if field == "name":
+        d["name"] = name
+    else:
+        d["parity"]["base_name"] = name
+    with pytest.raises(BundleError) as info:
+        Manifest.from_json(d)
+    assert str(info.value).startswith(f"{field}: expected a name matching ")
+    assert f"got {name!r}" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["digits", "m", "resnet18-cifar10.k2", "A_1", "x" * 64])
+def test_plain_names_are_accepted(name):
+    d = base_json()
+    d["name"] = name
+    assert Manifest.from_json(d).name == name
+
+
+def test_long_architecture_arguments_are_refused():
+    d = base_json()
+    d["arch_args"]["hidden"] = [1] * MAX_ARCH_ARGS_BYTES  # thousands of layers to build
+    with pytest.raises(BundleError, match=f"arch_args: expected at most {MAX_ARCH_ARGS_BYTES} "):
+        Manifest.from_json(d)
+
+
 def test_manifest_must_be_an_object():
     with pytest.raises(BundleError, match="manifest: expected a JSON object, got list"):
         Manifest.from_json([])
@@ -164,6 +201,36 @@ def test_read_manifest_names_the_file(tmp_path: Path):
     (tmp_path / MANIFEST_FILE).write_text(json.dumps(d))
     with pytest.raises(BundleError, match=f"{MANIFEST_FILE}: role"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.timeout(60)  # before the fix, it blocked forever
+def test_a_fifo_manifest_is_refused_without_waiting_for_a_writer(tmp_path: Path):
+    os.mkfifo(tmp_path / MANIFEST_FILE)  # opening it for reading would block forever
+    with pytest.raises(BundleError, match="expected a regular file, got a FIFO"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"), [("/dev/zero", "a character device"), (".", "a directory")]
+)
+def test_a_manifest_linked_to_a_special_file_is_refused(tmp_path: Path, target: str, kind: str):
+    (tmp_path / MANIFEST_FILE).symlink_to(target)  # /dev/zero would be read until memory ran out
+    with pytest.raises(BundleError, match=f"expected a regular file, got {kind}"):
+        read_manifest(tmp_path)
+
+
+def test_an_oversized_manifest_is_refused_unread(tmp_path: Path):
+    with open(tmp_path / MANIFEST_FILE, "wb") as f:
+        f.truncate(MAX_MANIFEST_BYTES + 1)  # sparse: nothing written, nothing to read
+    with pytest.raises(BundleError, match=f"at most {MAX_MANIFEST_BYTES} bytes, got "):
+        read_manifest(tmp_path)
+
+
+def test_read_regular_file_reads_up_to_the_bound(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert read_regular_file(tmp_path / "f", "blob", 3) == b"abc"
+    with pytest.raises(BundleError, match=r"bundle blob .*: expected at most 2 bytes, got 3"):
+        read_regular_file(tmp_path / "f", "blob", 2)
 
 
 def test_file_sha256(tmp_path: Path):

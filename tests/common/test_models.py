@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -166,8 +168,88 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path: Path, net: nn.Module
     d = json.loads(path.read_text())
     d["arch_args"]["hidden"] = [32, 17]
     path.write_text(json.dumps(d))
-    with pytest.raises(BundleError, match="weights do not fit architecture 'mlp'"):
+    with pytest.raises(BundleError, match="weights do not fit architecture 'mlp'") as info:
         load_model(tmp_path / "b")
+    message = str(info.value)  # one line naming the tensor, not torch's list of errors
+    assert message.endswith("tensor 'layers.3.weight': expected shape [17, 32], found [16, 32]")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.pop("layers.5.bias"), r"missing tensor\(s\) \['layers.5.bias'\]"),
+        (lambda t: t.update(extra=torch.zeros(1)), r"unexpected tensor\(s\) \['extra'\]"),
+    ],
+)
+def test_weights_with_missing_or_extra_tensors(tmp_path: Path, net: nn.Module, change, message):
+    save(tmp_path / "b", net)
+    weights = tmp_path / "b" / WEIGHTS_FILE
+    tensors = safetensors.torch.load_file(weights)
+    change(tensors)
+    safetensors.torch.save_file(tensors, weights)
+    path = tmp_path / "b" / MANIFEST_FILE
+    d = json.loads(path.read_text())
+    d["weights_sha256"] = file_sha256(weights)
+    path.write_text(json.dumps(d))
+    with pytest.raises(BundleError, match=f"weights do not fit architecture 'mlp'.*: {message}"):
+        load_model(tmp_path / "b")
+
+
+@pytest.mark.timeout(60)  # before the fix, it blocked forever
+def test_weights_as_a_fifo_are_refused_without_waiting(tmp_path: Path, net: nn.Module):
+    save(tmp_path / "b", net)
+    (tmp_path / "b" / WEIGHTS_FILE).unlink()
+    os.mkfifo(tmp_path / "b" / WEIGHTS_FILE)
+    with pytest.raises(BundleError, match=r"weights .*: expected a regular file, got a FIFO"):
+        load_model(tmp_path / "b")
+
+
+def test_weights_linked_to_dev_zero_are_refused_unread(tmp_path: Path, net: nn.Module):
+    save(tmp_path / "b", net)
+    (tmp_path / "b" / WEIGHTS_FILE).unlink()
+    (tmp_path / "b" / WEIGHTS_FILE).symlink_to("/dev/zero")  # read_bytes would never end
+    with pytest.raises(BundleError, match="expected a regular file, got a character device"):
+        load_model(tmp_path / "b")
+
+
+def test_weights_larger_than_the_architecture_needs_are_refused_unread(
+    tmp_path: Path, net: nn.Module
+):
+    save(tmp_path / "b", net)
+    with open(tmp_path / "b" / WEIGHTS_FILE, "r+b") as f:
+        f.truncate(1 << 26)  # sparse: no disk used, and nothing may read it
+    count = sum(t.numel() for t in net.state_dict().values())
+    bound = (1 << 20) + 8 * count  # the header's allowance, 8 bytes per element
+    with pytest.raises(BundleError, match=f"expected at most {bound} bytes, got {1 << 26}"):
+        load_model(tmp_path / "b")
+
+
+def test_absurd_architecture_arguments_are_refused_before_allocating(
+    tmp_path: Path, net: nn.Module, monkeypatch: pytest.MonkeyPatch
+):
+    save(tmp_path / "b", net)
+    path = tmp_path / "b" / MANIFEST_FILE
+    d = json.loads(path.read_text())
+    d["arch_args"]["hidden"] = [200, 100_000, 100_000]  # 10**10 parameters: 40 GB
+    path.write_text(json.dumps(d))
+
+    def meta_only(**arch_args: Any) -> nn.Module:
+        assert torch.get_default_device().type == "meta", "built for real"
+        return MLP(**arch_args)
+
+    monkeypatch.setitem(ARCHITECTURES, "mlp", meta_only)
+    count = 64 * 200 + 200 * 100_000 + 100_000 * 100_000 + 100_000 * 10 + 200 + 2 * 100_000 + 10
+    with pytest.raises(BundleError, match=f"parameters .*, got {count}$"):
+        load_model(tmp_path / "b")
+
+
+def test_the_parameter_bound_is_configurable(tmp_path: Path, net: nn.Module):
+    save(tmp_path / "b", net)
+    count = sum(t.numel() for t in net.state_dict().values())
+    load_model(tmp_path / "b", max_parameters=count)
+    with pytest.raises(BundleError, match=f"expected at most {count - 1} parameters"):
+        load_model(tmp_path / "b", max_parameters=count - 1)
 
 
 @pytest.mark.parametrize(
