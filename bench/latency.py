@@ -46,6 +46,7 @@ from bench.contention.sidecar import ShuffleSidecars
 from bench.report import variants
 from common.bundle import read_manifest
 from deploy.local import LocalCluster
+from deploy.netns import NetworkSpec
 from deploy.spec import Deployment, ModelDeployment
 from frontend.config import decode_grace_seconds
 from frontend.events import Mode
@@ -76,6 +77,12 @@ class LatencyPlan:
     #: coded mode runs once per value ("auto", or milliseconds; "0" is eager decoding),
     #: side by side; the first is labelled plain "coded"
     decode_graces: tuple[str, ...] = ("auto",)
+    #: "loopback": every instance a process on this host; "netns": each on a host of
+    #: its own (``deploy.netns``), its link rate-limited to ``link_mbit`` both ways, and
+    #: the shuffles' sizes scaled to that rate (``Contention.scaled_to``)
+    network: str = "loopback"
+    link_mbit: float = 100.0
+    link_queue_ms: float = 20.0
 
     def __post_init__(self) -> None:
         if not self.ks or not self.modes or not self.rates or self.repeats < 1:
@@ -86,6 +93,23 @@ class LatencyPlan:
             raise ValueError("a plan needs at least one decode grace")
         for grace in self.decode_graces:
             decode_grace_seconds(grace)  # refused now, not after an hour of runs
+        if self.network not in ("loopback", "netns"):
+            raise ValueError(f"network: expected loopback or netns, got {self.network!r}")
+        if self.contention.cutoff is not None and self.network != "netns":
+            raise ValueError("cutoff contention needs hosts on a network: --network netns")
+
+    @property
+    def network_spec(self) -> NetworkSpec | None:
+        if self.network != "netns":
+            return None
+        return NetworkSpec(rate_mbit=self.link_mbit, queue_ms=self.link_queue_ms)
+
+    @property
+    def injected(self) -> Contention:
+        """The contention as injected: shuffles scaled to the links on a netns network."""
+        if self.network != "netns":
+            return self.contention
+        return self.contention.scaled_to(self.link_mbit)
 
     def variants(self) -> list[tuple[str, Mode, str]]:
         """(label, mode, decode grace) of each cluster: coded once per grace."""
@@ -107,7 +131,10 @@ class LatencyPlan:
             "service_time": "padded (sleep) on CPU instances, standing in for an "
             "accelerator's service time; not GPU time",
             "contention": self.contention.text,
-            "contention_description": self.contention.describe(),
+            "contention_description": self.injected.describe(),
+            "network": self.network,
+            "link_mbit": self.link_mbit if self.network == "netns" else None,
+            "link_queue_ms": self.link_queue_ms if self.network == "netns" else None,
             "seed": self.seed,
             "transport": self.transport,
             "decode_graces": list(self.decode_graces),
@@ -182,9 +209,18 @@ def _cluster(
 
     http = 0 if plan.transport == "http" else None  # 0: any free port
     deployment = Deployment((model,), grpc_port=0, http_port=http)
-    cluster = LocalCluster(deployment, logs / f"k{k}-{_slug(label)}", configure)
+    logs_of = logs / f"k{k}-{_slug(label)}"
+    cluster = LocalCluster(deployment, logs_of, configure, network=plan.network_spec)
     names = model.instance_names() if plan.contention.shuffle else []
-    return ModeCluster(mode, k, cluster, ShuffleSidecars(names), label)
+
+    def place(name: str) -> tuple[list[str], str]:
+        """A sidecar on its instance's host (the network exists once the cluster started)."""
+        if cluster.network is None:
+            return [], "127.0.0.1"
+        key = f"{MODEL}/{name}"
+        return cluster.network.exec_prefix(key), cluster.network.host(key).address
+
+    return ModeCluster(mode, k, cluster, ShuffleSidecars(names, place=place), label)
 
 
 def _slug(label: str) -> str:
@@ -235,7 +271,7 @@ async def run_point(
 ) -> dict[str, Any]:
     """One measured run of one mode at one rate, under the plan's contention."""
     seed = plan.seed + 1000 * repeat
-    active = ActiveContention(plan.contention, mc.pids(), list(mc.sidecars_at.values()), seed)
+    active = contention_for(mc, plan, seed)
     raw = raw_dir / f"k{mc.k}-{_slug(mc.label)}-r{rate:g}-{repeat}.json"
     began = time.perf_counter()
     hedges = frontend_counter(mc, "parm_hedges_total")
@@ -255,6 +291,7 @@ async def run_point(
         k=mc.k,
         repeat=repeat,
         contention=plan.contention.text,
+        network=plan.network,
         injected=active.stats(),
         instances=plan.instances(mc.k),
         raw=raw.name,
@@ -265,6 +302,14 @@ async def run_point(
         backups = frontend_counter(mc, "parm_hedges_total") - hedges
         result["hedges_per_query"] = backups / max(1, plan.queries + plan.warmup)
     return result
+
+
+def contention_for(mc: ModeCluster, plan: LatencyPlan, seed: int) -> ActiveContention:
+    """The plan's contention on ``mc``: its processes, sidecars and (netns) hosts."""
+    network = mc.cluster.network
+    hosts = [inst.key for inst in mc.cluster.instances.values()]
+    sidecars = list(mc.sidecars_at.values())
+    return ActiveContention(plan.injected, mc.pids(), sidecars, seed, network, hosts)
 
 
 def frontend_counter(mc: ModeCluster, name: str) -> float:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.deploy import add_network
+
 Home = Callable[[], Path]
 
 
@@ -60,6 +62,7 @@ def add_latency(bench: Any, home: Home) -> None:
     p.add_argument("--contention", help="none, or KIND[:k=v,...][+KIND...]; see bench.contention")
     p.add_argument("--seed", type=int)
     p.add_argument("--transport", choices=["grpc", "http"], help="client protocol (gRPC)")
+    add_network(p)
     p.add_argument(
         "--decode-grace",
         type=_words,
@@ -84,6 +87,9 @@ def add_latency(bench: Any, home: Home) -> None:
             "groups",
             "seed",
             "transport",
+            "network",
+            "link_mbit",
+            "link_queue_ms",
         )
         overrides = {key: getattr(args, key) for key in keys}
         overrides.update(service_time_ms=args.service_time_ms, contention=args.contention)

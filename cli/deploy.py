@@ -160,3 +160,16 @@ def _docker_down(args: argparse.Namespace) -> int:
     for name in removed:
         print("  " + name)
     return 0
+
+
+def add_network(p: argparse.ArgumentParser) -> None:
+    """``--network``, ``--link-mbit`` and ``--link-queue-ms``: where the instances run."""
+    p.add_argument(
+        "--network", choices=["loopback", "netns"],
+        help="loopback (default): instances are processes here; netns: each on a host of its "
+        "own (a network namespace; needs root) with a rate-limited link",
+    )  # fmt: skip
+    p.add_argument("--link-mbit", type=float, help="netns: each host's link rate, both ways")
+    p.add_argument(
+        "--link-queue-ms", type=float, help="netns: how long a full link queue takes to drain"
+    )

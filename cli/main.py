@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from cli.deploy import add_deploy, add_frontend, add_http_ports, with_http_ports
+from cli.deploy import add_deploy, add_frontend, add_http_ports, add_network, with_http_ports
 from common.runtime import parm_home, run_loop
+from deploy.netns import NetworkError, NetworkSpec
 from deploy.spec import DeploymentError
 from frontend.events import Mode
 
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except (DeploymentError, OSError, TimeoutError, ValueError) as exc:
+    except (DeploymentError, NetworkError, OSError, TimeoutError, ValueError) as exc:
         print(f"parm: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
         "--inject", action="append", default=[], metavar="NAME:delay_ms=D[,prob=P][,fail_prob=Q]"
     )
     add_http_ports(up)
+    add_network(up)
     up.set_defaults(run=_up)
 
     predict = sub.add_parser("predict", help="send demo queries and show each answer's provenance")
@@ -123,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
 
     add_train(sub)
     return parser
+
+
+def network_spec(args: argparse.Namespace) -> NetworkSpec | None:
+    """``--network netns`` (with its link options) as a spec; None on loopback."""
+    if args.network != "netns":
+        for flag in ("link_mbit", "link_queue_ms"):
+            if getattr(args, flag) is not None:
+                raise DeploymentError(f"--{flag.replace('_', '-')} needs --network netns")
+        return None
+    spec = NetworkSpec()
+    if args.link_mbit is not None:
+        spec = dataclasses.replace(spec, rate_mbit=args.link_mbit)
+    if args.link_queue_ms is not None:
+        spec = dataclasses.replace(spec, queue_ms=args.link_queue_ms)
+    return spec
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -170,7 +187,7 @@ def _up(args: argparse.Namespace) -> int:
     deployment = with_http_ports(deployment, args)
 
     async def run() -> None:
-        cluster = LocalCluster(deployment, parm_home() / "logs")
+        cluster = LocalCluster(deployment, parm_home() / "logs", network=network_spec(args))
         print("starting instances...", flush=True)
         async with cluster:
             print("ready:")

@@ -1,12 +1,14 @@
 """Contention injected into a benchmark's instances, the same for every mode compared.
 
-Four kinds, combinable with ``+`` on the command line (``KIND[:key=value,...]``):
+Five kinds, combinable with ``+`` on the command line (``KIND[:key=value,...]``):
 
 - ``shuffle``: the papers' background network load, bulk transfers between random pairs
   of instances through sidecar processes, one next to each instance, which the
   benchmark starts (``bench.contention.shuffle``);
 - ``pause``: SIGSTOP/SIGCONT episodes of random instances (``bench.contention.pause``);
 - ``cpu``: busy-loop processes sharing a random instance's core (``bench.contention.cpu``);
+- ``cutoff``: a random host cut off the network for a while, then healed (needs a netns
+  network, ``bench.contention.cutoff``);
 - ``delay``: each answer delayed, with probability ``prob``, by a draw from a constant or
   exponential distribution of mean ``mean_ms``, inside the container (its fault
   settings, `model_container.faults`).
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.contention.cpu import CpuHogs, CpuSpec
+from bench.contention.cutoff import CutoffSpec, Cutter, Switchboard
 from bench.contention.pause import Pauser, PauseSpec
 from bench.contention.shuffle import Endpoint, Shuffler, ShuffleSpec
 from model_container.config import ContainerConfig
@@ -57,6 +60,7 @@ KINDS: dict[str, type[Any]] = {
     "pause": PauseSpec,
     "cpu": CpuSpec,
     "delay": DelaySpec,
+    "cutoff": CutoffSpec,
 }
 
 
@@ -66,10 +70,23 @@ class Contention:
     pause: PauseSpec | None = None
     cpu: CpuSpec | None = None
     delay: DelaySpec | None = None
+    cutoff: CutoffSpec | None = None
     text: str = "none"  # as given on the command line
 
     def specs(self) -> list[Any]:
-        return [s for s in (self.shuffle, self.pause, self.cpu, self.delay) if s is not None]
+        kinds = (self.shuffle, self.pause, self.cpu, self.delay, self.cutoff)
+        return [s for s in kinds if s is not None]
+
+    def scaled_to(self, link_mbit: float) -> Contention:
+        """The shuffles' sizes scaled from 1 Gbit/s links to ``link_mbit`` ones: each
+        transfer lasts as long, so the same share of hosts is busy at any moment."""
+        if self.shuffle is None:
+            return self
+        factor = link_mbit / 1000.0
+        shuffle = dataclasses.replace(
+            self.shuffle, min_mb=self.shuffle.min_mb * factor, max_mb=self.shuffle.max_mb * factor
+        )
+        return dataclasses.replace(self, shuffle=shuffle)
 
     def describe(self) -> str:
         return "; ".join(s.describe() for s in self.specs()) or "no injected contention"
@@ -117,14 +134,20 @@ class ActiveContention:
         pids: Sequence[int],
         sidecars: Sequence[int | Endpoint],
         seed: int,
+        network: Switchboard | None = None,
+        hosts: Sequence[str] = (),
     ) -> None:
-        self.injectors: list[Shuffler | Pauser | CpuHogs] = []
+        self.injectors: list[Shuffler | Pauser | CpuHogs | Cutter] = []
         if contention.shuffle is not None:
             self.injectors.append(Shuffler(sidecars, contention.shuffle, seed))
         if contention.pause is not None:
             self.injectors.append(Pauser(pids, contention.pause, seed + 1))
         if contention.cpu is not None:
             self.injectors.append(CpuHogs(pids, contention.cpu, seed + 2))
+        if contention.cutoff is not None:
+            if network is None:
+                raise ValueError("cutoff contention needs hosts on a network: --network netns")
+            self.injectors.append(Cutter(network, hosts, contention.cutoff, seed + 3))
 
     def start(self) -> None:
         for injector in self.injectors:
@@ -141,6 +164,8 @@ class ActiveContention:
                 out.update(shuffle_transfers=injector.transfers, shuffle_mb=injector.moved / 2**20)
             elif isinstance(injector, Pauser):
                 out["pause_episodes"] = injector.episodes
+            elif isinstance(injector, Cutter):
+                out["cutoff_episodes"] = injector.episodes
             else:
                 out["cpu_episodes"] = injector.episodes
         return out

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from bench.contention import ActiveContention
 from bench.contention.shuffle import Shuffler
 from bench.latency import (
     MODEL,
@@ -40,6 +39,7 @@ from bench.latency import (
     LatencyPlan,
     ModeCluster,
     clusters_for,
+    contention_for,
     demo_bundles,
     load_client,
 )
@@ -92,7 +92,7 @@ class Recorded:
 
 async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Recorded:
     """One real run of ``mc`` at the plan's first rate, with a recorder in its frontend."""
-    active = ActiveContention(plan.contention, mc.pids(), list(mc.sidecars_at.values()), seed)
+    active = contention_for(mc, plan, seed)
     shufflers = [i for i in active.injectors if isinstance(i, Shuffler)]
 
     def busy(instance: str) -> bool:

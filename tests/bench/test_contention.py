@@ -39,12 +39,22 @@ def test_all_injectors_start_and_stop_together(idle):
         ("cpu:hogs=2", "2 busy-loop"),
         ("delay:prob=0.1,mean_ms=30,dist=const", "constant draw of mean 30 ms"),
         ("shuffle+pause", "pause episodes"),
+        ("cutoff:rate=0.5,min_ms=100,max_ms=300", "dropped both ways for 100-300 ms"),
     ],
 )
 def test_contention_is_parsed_and_described(text, described):
     contention = parse_contention(text)
     assert described in contention.describe()
     assert contention.text == text
+
+
+@pytest.mark.parametrize(("link_mbit", "sizes"), [(1000.0, (128.0, 256.0)), (100.0, (12.8, 25.6))])
+def test_shuffles_scale_to_the_link_rate(link_mbit, sizes):
+    scaled = parse_contention("shuffle+pause").scaled_to(link_mbit)
+    assert scaled.shuffle is not None
+    assert (scaled.shuffle.min_mb, scaled.shuffle.max_mb) == pytest.approx(sizes)
+    assert scaled.pause == parse_contention("pause").pause
+    assert parse_contention("pause").scaled_to(10.0) == parse_contention("pause")
 
 
 @pytest.mark.parametrize(

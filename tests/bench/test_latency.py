@@ -87,3 +87,25 @@ def test_each_variant_serves_its_decode_grace(bundles, tmp_path):
     mc = _cluster(K, ("coded, grace=0", Mode.CODED, "0"), plan, bundles, tmp_path)
     (model,) = mc.cluster.deployment.models
     assert (mc.label, model.settings["decode_grace"]) == ("coded, grace=0", "0")
+
+
+def test_a_netns_plan_scales_its_shuffles_to_the_links_and_says_so():
+    plan = dataclasses.replace(QUICK, network="netns", link_mbit=100.0)
+    assert plan.network_spec is not None and plan.network_spec.rate_mbit == 100.0
+    assert plan.injected.shuffle is not None and plan.injected.shuffle.max_mb == pytest.approx(25.6)
+    described = plan.describe()
+    assert (described["network"], described["link_mbit"]) == ("netns", 100.0)
+    assert "12.8-25.6 MB" in described["contention_description"]
+    assert QUICK.network_spec is None and QUICK.injected == QUICK.contention
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"network": "wifi"}, "expected loopback or netns"),
+        ({"contention": parse_contention("cutoff")}, "cutoff contention needs hosts"),
+    ],
+)
+def test_bad_network_plans_are_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(QUICK, **changes)

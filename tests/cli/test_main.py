@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.netns import NetworkSpec
 from tests.model_container.container_process import alive, free_port
 
 PARM = [sys.executable, "-m", "cli"]
@@ -129,7 +130,7 @@ def test_up_with_the_berrut_code_needs_no_parity_bundle(
 
     started: list[object] = []
 
-    def fake_cluster(deployment: object, log_dir: Path) -> None:
+    def fake_cluster(deployment: object, log_dir: Path, network: object = None) -> None:
         started.append(deployment)
         raise _Started
 
@@ -144,3 +145,36 @@ def test_up_with_the_berrut_code_needs_no_parity_bundle(
     assert model.bundle_for("parity-1") == tmp_path
     too_few = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--r", "2"]
     assert main([*too_few, *FREE_HTTP]) == 2  # two parities, one parity instance
+
+
+@pytest.mark.parametrize(
+    ("flags", "spec"),
+    [
+        ([], None),
+        (["--network", "netns"], NetworkSpec()),
+        (["--network", "netns", "--link-mbit", "50", "--link-queue-ms", "5"], NetworkSpec(50, 5)),
+    ],
+)
+def test_up_puts_the_instances_on_the_network_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], spec: object
+) -> None:
+    import deploy.local
+    from cli.main import main
+
+    networks: list[object] = []
+
+    def fake_cluster(deployment: object, log_dir: Path, network: object = None) -> None:
+        networks.append(network)
+        raise _Started
+
+    monkeypatch.setattr(deploy.local, "LocalCluster", fake_cluster)
+    with pytest.raises(_Started):
+        main(["up", "--base", str(tmp_path), "--name", "m", "--mode", "none", *flags, *FREE_HTTP])
+    assert networks == [spec]
+
+
+def test_link_options_without_a_network_are_an_error(tmp_path: Path) -> None:
+    from cli.main import main
+
+    args = ["up", "--base", str(tmp_path), "--name", "m", "--mode", "none", "--link-mbit", "5"]
+    assert main([*args, *FREE_HTTP]) == 2

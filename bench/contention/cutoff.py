@@ -1,0 +1,89 @@
+"""Cut-off episodes: a host is cut off the network for a drawn time, then healed.
+
+Needs a netns network (``deploy.netns``): a cut drops every packet in and out of the
+host (iptables DROP inside its namespace: no RST, no FIN), so the frontend's connection
+to the instance neither answers nor breaks, as when a cable is pulled or a switch port
+fails.  Episodes start as a Poisson process over the cluster (``rate`` per second); each
+picks a random host that is not already cut and a duration drawn uniformly from
+``min_ms..max_ms``.  The rules are changed in a worker thread (an ``iptables`` call takes
+milliseconds; the benchmark's event loop is the frontend's).  ``stop()`` heals every host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bench.contention.pause import Episodes
+
+
+@dataclass(frozen=True)
+class CutoffSpec:
+    rate: float = 0.2  # episodes per second, whole cluster
+    min_ms: float = 200.0
+    max_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or not 0 < self.min_ms <= self.max_ms:
+            raise ValueError(f"invalid cutoff settings: {self}")
+
+    def describe(self) -> str:
+        return (
+            f"host cut-offs: a random host's packets dropped both ways for "
+            f"{self.min_ms:g}-{self.max_ms:g} ms (uniform), {self.rate:g} per second over "
+            f"the cluster (Poisson)"
+        )
+
+
+class Switchboard(Protocol):
+    """What cuts hosts off: ``deploy.netns.HostNetwork``."""
+
+    def cut(self, name: str) -> None: ...
+
+    def heal(self, name: str) -> None: ...
+
+
+class Cutter(Episodes):
+    """Cuts random hosts of ``hosts`` off ``network`` on a seeded random schedule."""
+
+    def __init__(
+        self, network: Switchboard, hosts: Sequence[str], spec: CutoffSpec, seed: int = 0
+    ) -> None:
+        if not hosts:
+            raise ValueError("cut-off episodes need at least one host")
+        super().__init__(spec.rate, seed, "cutoffs")
+        self.network = network
+        self.hosts = list(hosts)
+        self.spec = spec
+        self.cut: set[str] = set()
+        self._episodes: set[asyncio.Task[None]] = set()
+
+    async def stop(self) -> None:
+        """End the schedule, cancel the episodes under way and heal every host."""
+        await self._end_schedule()
+        for task in list(self._episodes):
+            task.cancel("cutoffs stopping")
+        await asyncio.gather(*self._episodes, return_exceptions=True)
+        for host in list(self.cut):
+            await asyncio.to_thread(self.network.heal, host)
+            self.cut.discard(host)
+
+    def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
+        duration = self._duration_s(self.spec.min_ms, self.spec.max_ms)
+        free = [host for host in self.hosts if host not in self.cut]
+        if not free:
+            return
+        host = self._rng.choice(free)
+        self.cut.add(host)
+        self.episodes += 1
+        task = loop.create_task(self._cut_for(host, duration), name=f"cutoff-{host}")
+        self._episodes.add(task)
+        task.add_done_callback(self._episodes.discard)
+
+    async def _cut_for(self, host: str, duration: float) -> None:
+        await asyncio.to_thread(self.network.cut, host)
+        await asyncio.sleep(duration)
+        await asyncio.to_thread(self.network.heal, host)
+        self.cut.discard(host)
