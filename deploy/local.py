@@ -4,9 +4,12 @@
 instance is restarted, with back-off, while the frontend treats it as down until its
 health check passes again), runs the frontend in this process's event loop, and on
 ``stop()`` shuts everything down in order: the frontend stops accepting and drains,
-then the children get SIGTERM, then SIGKILL.  Children also get SIGTERM from the
-kernel if this process dies without cleaning up (each container asks for
-``PR_SET_PDEATHSIG`` with ``--exit-with-parent``), so none outlives ``parm up``.
+then the children get SIGTERM, then SIGKILL.  An instance that exits before becoming
+ready `MAX_FAILED_STARTS` times in a row (a bundle it cannot load, a port it cannot
+bind) is not restarted again: `LocalCluster.start` fails at once with the end of its
+log, rather than waiting for the frontend's readiness timeout.  Children also get
+SIGTERM from the kernel if this process dies without cleaning up (each container asks
+for ``PR_SET_PDEATHSIG`` with ``--exit-with-parent``), so none outlives ``parm up``.
 
 With a ``NetworkSpec`` (``parm up --network netns``) every instance runs on a host of its
 own (``deploy.netns``: a network namespace with its own address and a rate-limited link);
@@ -26,10 +29,15 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.backoff import Backoff
+from common.bundle import NAME_RULE, is_safe_name
 from deploy.netns import HostNetwork, NetworkSpec
-from deploy.spec import Deployment, Injection, ModelDeployment
+from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
 from model_container.config import ContainerConfig
@@ -40,10 +48,18 @@ STOP_GRACE_S = 5.0
 RESTART_BACKOFF_S = (0.5, 10.0)
 #: a child that ran this long before dying was not crash-looping: back off from the start
 HEALTHY_RUN_S = 30.0
+#: starts in a row that end before the instance is ready, after which it is given up
+MAX_FAILED_STARTS = 3
+#: lines from the end of a given-up instance's log quoted in the error
+LOG_TAIL_LINES = 3
 #: on a host of its own (netns) every instance listens on the same ports
 HOST_GRPC_PORT, HOST_STREAM_PORT = 8500, 8501
 
 Configure = Callable[[ContainerConfig], ContainerConfig]
+
+
+class InstanceFailedError(DeploymentError):
+    """An instance kept exiting before it became ready; the message quotes its log."""
 
 
 @dataclass
@@ -91,6 +107,8 @@ class LocalCluster:
         self._configure = configure
         self.instances: dict[tuple[str, str], Instance] = {}
         for model in deployment.models:
+            if not is_safe_name(model.name):  # it names the instances' log files and hosts
+                raise DeploymentError(f"model name: expected {NAME_RULE}, got {model.name!r}")
             for name in model.instance_names():
                 ports = (HOST_GRPC_PORT, HOST_STREAM_PORT) if network else _free_ports()
                 self.instances[model.name, name] = Instance(
@@ -108,6 +126,8 @@ class LocalCluster:
         self._frontend = None if network else Frontend(self.frontend_config())
         self._supervisors: set[asyncio.Task[None]] = set()
         self._stopping = False
+        #: set to the error of the first instance given up
+        self._failed: asyncio.Future[InstanceFailedError] | None = None
 
     @property
     def frontend(self) -> Frontend:
@@ -150,12 +170,27 @@ class LocalCluster:
                 inst.host = self.network.host(inst.key).address
             self._frontend = Frontend(self.frontend_config())
         loop = asyncio.get_running_loop()
+        self._failed = loop.create_future()
         for inst in self.instances.values():
             task = loop.create_task(self._supervise(inst), name=f"supervise-{inst.name}")
             self._supervisors.add(task)
             task.add_done_callback(self._supervisors.discard)
         await self.frontend.start()
-        await self.frontend.wait_ready(ready_timeout, every_instance=True)
+        await self._wait_ready(ready_timeout, self._failed)
+
+    async def _wait_ready(
+        self, timeout: float, failed: asyncio.Future[InstanceFailedError]
+    ) -> None:
+        """The frontend's readiness wait, cut short when an instance is given up."""
+        ready = asyncio.ensure_future(self.frontend.wait_ready(timeout, every_instance=True))
+        waits: set[asyncio.Future[Any]] = {ready, failed}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+            raise failed.result()
+        ready.result()
 
     async def stop(self) -> None:
         """Frontend first (drain), then the children: SIGTERM, then SIGKILL."""
@@ -191,12 +226,17 @@ class LocalCluster:
 
     # -- supervision -------------------------------------------------------------------
 
+    def log_path(self, inst: Instance) -> Path:
+        """The file ``inst``'s container writes its output to (appended across restarts)."""
+        return self.log_dir / f"{inst.model}-{inst.name}.log"
+
     async def _supervise(self, inst: Instance) -> None:
         loop = asyncio.get_running_loop()
         backoff = Backoff(*RESTART_BACKOFF_S)  # jittered: restarts of many do not align
+        failed_starts = 0
         while not self._stopping:
             began = loop.time()
-            with (self.log_dir / f"{inst.model}-{inst.name}.log").open("ab") as out:
+            with self.log_path(inst).open("ab") as out:
                 inst.process = await asyncio.create_subprocess_exec(
                     *self._command(inst),
                     stdin=asyncio.subprocess.DEVNULL,
@@ -207,8 +247,14 @@ class LocalCluster:
                     start_new_session=True,
                 )
             inst.started.set()
-            code = await inst.process.wait()
+            target = f"{inst.host}:{inst.grpc_port}"
+            became_ready = await _exited_after_ready(inst.process, target)
+            code = inst.process.returncode
             if self._stopping:
+                return
+            failed_starts = 0 if became_ready else failed_starts + 1
+            if failed_starts >= MAX_FAILED_STARTS:
+                self._give_up(inst, code, failed_starts)
                 return
             inst.restarts += 1
             log.warning(
@@ -221,6 +267,18 @@ class LocalCluster:
             if loop.time() - began > HEALTHY_RUN_S:
                 backoff.reset()
             await asyncio.sleep(backoff.next())
+
+    def _give_up(self, inst: Instance, code: int | None, starts: int) -> None:
+        """Stop restarting ``inst``; fail `start` with the end of its log."""
+        path = self.log_path(inst)
+        tail = "".join(f"\n  {line}" for line in _log_tail(path, LOG_TAIL_LINES))
+        error = InstanceFailedError(
+            f"instance {inst.key} exited {starts} times in a row before becoming ready "
+            f"(last exit status {code}); not restarting it. The end of its log {path}:{tail}"
+        )
+        log.error("%s", error)
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_result(error)
 
     def container_config(self, inst: Instance) -> ContainerConfig:
         """The configuration ``inst``'s container is started with."""
@@ -268,6 +326,45 @@ class LocalCluster:
                 f"{inst.model}/{inst.name:<9} grpc {inst.host}:{inst.grpc_port}  "
                 f"stream {inst.host}:{inst.stream_port}  ({role})"
             )
+
+
+async def _exited_after_ready(process: asyncio.subprocess.Process, target: str) -> bool:
+    """Wait until ``process`` exits; whether its container (at ``target``) was ready first."""
+    ready = asyncio.ensure_future(_serving(target))
+    try:
+        await process.wait()
+    finally:
+        ready.cancel()  # no effect once it is done
+    return ready.done() and not ready.cancelled() and ready.result()
+
+
+async def _serving(target: str) -> bool:
+    """Wait until the container at ``target`` says SERVING (True) or the watch ends (False).
+
+    The health service's Watch streams every change, so this waits without polling;
+    ``wait_for_ready`` lets it begin before the container listens.
+    """
+    request = health_pb2.HealthCheckRequest(service="")
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            async for update in stub.Watch(request, wait_for_ready=True):
+                if update.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+    except grpc.aio.AioRpcError:  # the container went away mid-watch
+        pass
+    return False
+
+
+def _log_tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` non-blank lines of a log file (read from its last 16 KiB)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(f.seek(0, os.SEEK_END) - (16 << 10), 0))
+            text = f.read().decode(errors="replace")
+    except OSError as exc:
+        return [f"(cannot read it: {exc})"]
+    return [line for line in text.splitlines() if line.strip()][-lines:]
 
 
 def _free_ports() -> tuple[int, int]:

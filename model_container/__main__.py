@@ -10,9 +10,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from common.bundle import BundleError
 from common.models import UnknownArchitectureError
 from model_container.config import ContainerConfig, config_from, parser
-from model_container.server import serve
+from model_container.server import EXIT_BAD_BUNDLE, serve
 
 log = logging.getLogger("model_container")
 
@@ -62,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
     try:
         _run(config)
-    except (ValueError, UnknownArchitectureError, OSError) as exc:  # BundleError included
+    except BundleError as exc:  # one line, and a status that says the bundle is at fault
+        log.error("cannot serve %s: %s", config.bundle, " ".join(str(exc).split()))
+        return EXIT_BAD_BUNDLE
+    except (ValueError, UnknownArchitectureError, OSError) as exc:
         log.error("cannot serve %s: %s", config.bundle, exc)
         return 1
     return 0

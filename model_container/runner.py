@@ -17,7 +17,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from common.bundle import Manifest
+from common.bundle import BundleError, Manifest
 from proto import inference_pb2 as pb
 from proto.tensors import (
     TensorError,
@@ -68,9 +68,21 @@ class ModelRunner:
         self._out_dtype = dtype_of(self.output.datatype)
 
     def warm_up(self) -> None:
-        """Run the model once on a zero batch of one (first-call allocation, CUDA init)."""
+        """Run the model once on a zero batch of one (first-call allocation, CUDA init).
+
+        Raises `BundleError` when the network cannot run on the manifest's input shape or
+        does not produce its output shape: a bundle that could answer no request.
+        """
         zeros = np.zeros((1, *self.input.shape), dtype=self._in_dtype)
-        self._forward(zeros)
+        try:
+            self._forward(zeros)
+        except (RuntimeError, InferError) as exc:  # torch's shape errors are RuntimeErrors
+            message = " ".join(str(exc).split())  # one log line, not torch's several
+            raise BundleError(
+                f"bundle {self.manifest.name!r}: the network does not fit the manifest's "
+                f"input {list(self.input.shape)} and output {list(self.output.shape)}: "
+                f"{message}"
+            ) from exc
 
     def infer(self, request: pb.ModelInferRequest, response: pb.ModelInferResponse) -> None:
         """Validate ``request``, run the model, fill ``response`` in place.

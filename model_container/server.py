@@ -7,7 +7,10 @@ Only after a warm-up forward pass are ServerReady/ModelReady true and the health
 service SERVING. Every inference, whatever the transport, goes through
 `Container.infer`: fault injection (delay, failure), then `ModelRunner.infer` inline in
 the event loop. SIGTERM/SIGINT stop it: health turns NOT_SERVING, servers stop
-accepting, in-flight work gets a short grace, and `serve` returns.
+accepting, in-flight work gets a short grace, and `serve` returns, also while the model
+is still loading (the loading thread is a daemon: nothing waits for it).  A bundle that
+cannot be loaded ends `serve` with one `BundleError`; ``python -m model_container`` then
+logs one line and exits with `EXIT_BAD_BUNDLE`, so a supervisor can tell it from a crash.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import contextlib
 import functools
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import torch
@@ -35,6 +39,8 @@ from proto.framing import MAX_FRAME_BYTES
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_S = 1.0
+#: ``python -m model_container``'s exit status when its bundle cannot be loaded
+EXIT_BAD_BUNDLE = 3
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -142,12 +148,14 @@ async def _become_ready(
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
     # A worker thread, so liveness and health keep answering while weights load.
-    load = asyncio.ensure_future(asyncio.to_thread(container.load, device))
+    load = _in_daemon_thread(functools.partial(container.load, device))
     halt = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({load, halt}, return_when=asyncio.FIRST_COMPLETED)
+    waits: set[asyncio.Future[Any]] = {load, halt}
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     halt.cancel()
     if not load.done():
-        load.cancel()  # asked to stop while loading; the thread finishes on its own
+        load.cancel()  # asked to stop while loading: the process exits without it
+        log.info("stopped while loading the model")
         return
     container.runner = load.result()
     for service in ("", container.name):
@@ -160,3 +168,36 @@ async def _become_ready(
         stream,
         device,
     )
+
+
+_T = TypeVar("_T")
+
+
+def _in_daemon_thread(fn: Callable[[], _T]) -> asyncio.Future[_T]:
+    """``fn()`` in a daemon thread, as a future of this loop.
+
+    Not `asyncio.to_thread`: the loop's executor is joined when `asyncio.run` ends and its
+    threads at interpreter exit, so a load stuck in a slow read would keep a container
+    that was told to stop alive.  Nobody waits for a daemon thread.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+
+    def settle(result: _T | None, error: BaseException | None) -> None:
+        if future.done():  # cancelled: nobody wants it any more
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = fn(), None
+        except BaseException as exc:  # handed to the loop, which raises it in the awaiter
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="load-model", daemon=True).start()
+    return future

@@ -13,13 +13,17 @@ import grpc
 import numpy as np
 import pytest
 
-from deploy.local import LocalCluster
-from deploy.spec import Deployment, Injection, ModelDeployment
+import deploy.local
+from deploy.local import InstanceFailedError, LocalCluster
+from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment
 from model_container.config import ContainerConfig
 from model_container.faults import FaultSettings
+from model_container.server import EXIT_BAD_BUNDLE
 from proto.tensors import get_parameters, make_infer_request
 from tests.model_container.container_process import (
+    MISFIT,
     alive,
+    break_architecture,
     inference_stub,
     make_bundle,
     make_parity_bundle,
@@ -85,23 +89,42 @@ def test_kill_names_a_running_instance(bundles: tuple[Path, Path], tmp_path: Pat
     assert next(iter(cluster.endpoints())).startswith("frontend  v2 gRPC  127.0.0.1:8001")
 
 
-def test_ready_timeout_names_the_model(bundles: tuple[Path, Path], tmp_path: Path) -> None:
-    base, parity = bundles
-    broken = tmp_path / "missing-bundle"
-    model = ModelDeployment("m", base, parity)
-    cluster = LocalCluster(Deployment((model,), grpc_port=0), tmp_path / "logs")
-    for inst in cluster.instances.values():
-        inst.bundle = broken  # every container exits at once: never ready
+def test_an_instance_that_cannot_start_fails_start_with_its_error(
+    bundles: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _ = bundles
+    # The frontend accepts this parity bundle (its signature and base match); only
+    # loading its weights fails, in the container, at every start.
+    parity = break_architecture(make_parity_bundle(tmp_path / "parity", base))
+    monkeypatch.setattr(deploy.local, "RESTART_BACKOFF_S", (0.01, 0.01))
+    cluster = LocalCluster(Deployment((ModelDeployment("m", base, parity),)), tmp_path / "logs")
 
     async def scenario() -> None:
         try:
-            await cluster.start(ready_timeout=3)
+            await cluster.start(ready_timeout=240)  # a bound: crash-looping ends in a timeout
         finally:
             await cluster.stop()
 
-    with pytest.raises(TimeoutError, match=r"models not ready after 3 s: \['m'\]"):
+    with pytest.raises(InstanceFailedError) as info:
         asyncio.run(scenario())
+    message = str(info.value)
+    assert message.startswith("instance m/parity-0 exited 3 times in a row before becoming ready")
+    assert message.splitlines()[-1].endswith(MISFIT)  # the container's one error line
+    failed = cluster.instances["m", "parity-0"]
+    assert failed.restarts == 2 and failed.process is not None
+    assert failed.process.returncode == EXIT_BAD_BUNDLE
     assert not any(i.process and i.process.returncode is None for i in cluster.instances.values())
+
+
+@pytest.mark.parametrize("name", ["../../../../x", "a/b", ".."])
+def test_a_model_name_that_could_leave_the_log_folder_is_refused(
+    bundles: tuple[Path, Path], tmp_path: Path, name: str
+) -> None:
+    base, parity = bundles
+    deployment = Deployment((ModelDeployment(name, base, parity),))
+    with pytest.raises(DeploymentError, match=f"model name: expected a name matching .*{name!r}"):
+        LocalCluster(deployment, tmp_path / "a" / "b" / "c" / "d" / "logs")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_each_instance_is_started_from_its_container_config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,6 +34,24 @@ START_TIMEOUT_S = 60
 def make_bundle(path: Path, name: str = MODEL) -> Path:
     """A small MLP bundle (64 -> 16 -> 10) with fixed random weights: the benchmark's."""
     return tiny_bundle(path, name, preprocessing={"mean": [0.5], "std": [0.25]})
+
+
+def make_misfit_bundle(path: Path, name: str = MODEL) -> Path:
+    """A tiny bundle whose manifest asks for a hidden width its weights do not have."""
+    return break_architecture(make_bundle(path, name))
+
+
+def break_architecture(bundle: Path) -> Path:
+    """Make a tiny (base or parity) bundle's manifest ask for 17 hidden units, not 16."""
+    manifest = bundle / "manifest.json"
+    d = json.loads(manifest.read_text())
+    d["arch_args"]["hidden"] = [17]
+    manifest.write_text(json.dumps(d))
+    return bundle
+
+
+#: what loading `make_misfit_bundle`'s bundle says
+MISFIT = "tensor 'layers.1.weight': expected shape [17, 64], found [16, 64]"
 
 
 def zero_request(request_id: str = "") -> pb.ModelInferRequest:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.bundle import BundleError
 from common.models import load_model
 from model_container.runner import InferError, ModelRunner
 from proto import inference_pb2 as pb
@@ -114,3 +115,20 @@ def test_bundle_with_unsupported_datatype_is_refused_at_start(tmp_path: Path):
     # the one datatype table refuses it when the manifest is read, before any network loads
     with pytest.raises(ValueError, match=r"expected a v2 datatype .* got 'BF16'"):
         load_model(bundle)
+
+
+@pytest.mark.parametrize(
+    ("network", "found"),
+    [
+        (torch.nn.Linear(IN_FEATURES + 1, CLASSES), "mat1 and mat2 shapes cannot be multiplied"),
+        (torch.nn.Flatten(), "model produced shape [1, 64], manifest says [1, 10]"),
+    ],
+)
+def test_a_network_that_does_not_fit_its_manifest_is_a_bundle_error(loaded, network, found):
+    manifest, _ = loaded
+    runner = ModelRunner(manifest, network, "cpu", MODEL)
+    with pytest.raises(BundleError) as info:
+        runner.warm_up()
+    message = str(info.value)
+    assert message.startswith(f"bundle {MODEL!r}: the network does not fit the manifest's ")
+    assert found in message and "\n" not in message

@@ -2,7 +2,11 @@
 
 import asyncio
 import itertools
+import os
 import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import grpc
@@ -11,11 +15,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from model_container.__main__ import main, parse_args
 from model_container.config import ContainerConfig
-from model_container.server import serve
+from model_container.container import Container
+from model_container.server import EXIT_BAD_BUNDLE, serve
 from tests.model_container.container_process import (
+    MISFIT,
     MODEL,
+    REPO_ROOT,
     free_port,
     inference_stub,
+    make_misfit_bundle,
     zero_request,
 )
 
@@ -68,8 +76,47 @@ def test_delay_probability_defaults_to_one_when_a_delay_is_set(delay_ms, delay_p
 
 
 def test_main_reports_a_missing_bundle(tmp_path, caplog):
-    assert main(["--bundle", str(tmp_path / "nope"), "--port", "0"]) == 1
+    assert main(["--bundle", str(tmp_path / "nope"), "--port", "0"]) == EXIT_BAD_BUNDLE
     assert "cannot read bundle manifest" in caplog.text
+
+
+def test_a_bundle_that_cannot_load_ends_the_process_with_one_line(tmp_path):
+    bundle = make_misfit_bundle(tmp_path / "b")
+    cmd = [sys.executable, "-m", "model_container", "--bundle", str(bundle), "--port", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(cmd, capture_output=True, cwd=REPO_ROOT, env=env, timeout=120)
+    assert done.returncode == EXIT_BAD_BUNDLE
+    errors = [line for line in done.stderr.decode().splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and errors[0].endswith(MISFIT), done.stderr.decode()
+    assert b"Traceback" not in done.stderr
+
+
+def test_a_container_stopped_while_loading_exits_at_once(bundle, monkeypatch):
+    loading, release = threading.Event(), threading.Event()
+
+    def stuck_load(self: Container, device: str) -> None:  # a read that never ends
+        loading.set()
+        release.wait()
+
+    monkeypatch.setattr(Container, "load", stuck_load)
+    config = ContainerConfig(bundle=bundle, port=free_port(), device="cpu")
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(config, stop=stop, handle_signals=False))
+        assert await asyncio.to_thread(loading.wait, 60)
+        stop.set()  # what SIGTERM does
+        await task
+
+    # asyncio.run in a thread: before the fix it waited for the loading thread forever
+    runner = threading.Thread(target=asyncio.run, args=(scenario(),))
+    runner.start()
+    try:
+        runner.join(60)
+        assert not runner.is_alive(), "serve() or asyncio.run waited for the stuck load"
+    finally:
+        release.set()
+        runner.join()
 
 
 @pytest.mark.parametrize("which", ["--port", "--stream-port"])
