@@ -56,6 +56,9 @@ MODEL = "digits"
 ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE, Mode.REPLICATE, Mode.NONE)
 #: the papers' shuffles, scaled to what this machine's cores can carry (see RESULTS.md)
 PAPERS_LOCAL = "shuffle:concurrency=1"
+#: on a netns network the papers' own shuffles (four concurrent 128-256 MB transfers,
+#: scaled to the link rate): what they cost is link time, not this machine's cores
+PAPERS_NETNS = "shuffle"
 
 
 @dataclass(frozen=True)
@@ -417,6 +420,8 @@ def plan_from_options(quick: bool, **overrides: Any) -> LatencyPlan:
     """The quick or full plan with the command line's overrides (None: keep)."""
     plan = QUICK if quick else LatencyPlan()
     changes = {key: value for key, value in overrides.items() if value is not None}
+    if changes.get("network") == "netns":
+        changes.setdefault("contention", PAPERS_NETNS)
     if "contention" in changes:
         changes["contention"] = parse_contention(changes["contention"])
     if "modes" in changes:
@@ -480,7 +485,7 @@ async def run_latency(
     from bench.report import aggregate, machine, markdown, publish, write_outputs
 
     bundles = demo_bundles(plan.ks, home)
-    print(f"contention: {plan.contention.describe()}", flush=True)
+    print(f"contention: {plan.injected.describe()}", flush=True)
     try:
         with _cancelled_by_signals():
             rows = await run_plan(plan, bundles, out_dir, home / "logs")
@@ -494,7 +499,8 @@ async def run_latency(
     label = plan.contention.text
     pngs = plots.cdf_plots(rows, out_dir / "raw", out_dir, label)
     pngs.append(plots.tail_vs_rate(runs, out_dir, label))
-    text = markdown("Tail latency, local cluster", command, meta, runs)
+    where = "netns hosts" if plan.network == "netns" else "local cluster"
+    text = markdown(f"Tail latency, {where}", command, meta, runs)
     publish(text, results_md)
     print(f"wrote {out_dir / 'results.json'}, results.csv and {len(pngs)} plots", flush=True)
     return 0

@@ -97,6 +97,9 @@ def test_a_netns_plan_scales_its_shuffles_to_the_links_and_says_so():
     assert (described["network"], described["link_mbit"]) == ("netns", 100.0)
     assert "12.8-25.6 MB" in described["contention_description"]
     assert QUICK.network_spec is None and QUICK.injected == QUICK.contention
+    # on hosts, the papers' own four concurrent transfers unless told otherwise
+    assert plan_from_options(True, network="netns").contention.text == "shuffle"
+    assert plan_from_options(True, network="netns", contention="none").contention.text == "none"
 
 
 @pytest.mark.parametrize(
