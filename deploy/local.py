@@ -236,6 +236,7 @@ class LocalCluster:
         failed_starts = 0
         while not self._stopping:
             began = loop.time()
+            run_began = _size(self.log_path(inst))  # where this run's output begins
             with self.log_path(inst).open("ab") as out:
                 inst.process = await asyncio.create_subprocess_exec(
                     *self._command(inst),
@@ -254,7 +255,7 @@ class LocalCluster:
                 return
             failed_starts = 0 if became_ready else failed_starts + 1
             if failed_starts >= MAX_FAILED_STARTS:
-                self._give_up(inst, code, failed_starts)
+                self._give_up(inst, code, failed_starts, run_began)
                 return
             inst.restarts += 1
             log.warning(
@@ -268,10 +269,10 @@ class LocalCluster:
                 backoff.reset()
             await asyncio.sleep(backoff.next())
 
-    def _give_up(self, inst: Instance, code: int | None, starts: int) -> None:
-        """Stop restarting ``inst``; fail `start` with the end of its log."""
+    def _give_up(self, inst: Instance, code: int | None, starts: int, run_began: int) -> None:
+        """Stop restarting ``inst``; fail `start` with the end of its last run's log."""
         path = self.log_path(inst)
-        tail = "".join(f"\n  {line}" for line in _log_tail(path, LOG_TAIL_LINES))
+        tail = "".join(f"\n  {line}" for line in _log_tail(path, run_began, LOG_TAIL_LINES))
         error = InstanceFailedError(
             f"instance {inst.key} exited {starts} times in a row before becoming ready "
             f"(last exit status {code}); not restarting it. The end of its log {path}:{tail}"
@@ -356,11 +357,22 @@ async def _serving(target: str) -> bool:
     return False
 
 
-def _log_tail(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` non-blank lines of a log file (read from its last 16 KiB)."""
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _log_tail(path: Path, since: int, lines: int) -> list[str]:
+    """The last ``lines`` non-blank lines written to a log after offset ``since``.
+
+    The log is appended to by every run of an instance: ``since`` keeps to the last run.
+    At most its last 16 KiB are read.
+    """
     try:
         with path.open("rb") as f:
-            f.seek(max(f.seek(0, os.SEEK_END) - (16 << 10), 0))
+            f.seek(max(f.seek(0, os.SEEK_END) - (16 << 10), since))
             text = f.read().decode(errors="replace")
     except OSError as exc:
         return [f"(cannot read it: {exc})"]

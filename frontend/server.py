@@ -128,7 +128,15 @@ class Frontend:
             asyncio.gather(*(s.wait_ready(every_instance) for s in self.services.values()))
         )
         waits: list[asyncio.Future[Any]] = [ready, self._crashed]
-        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        except asyncio.CancelledError:  # its caller gave up: so do the waits it started
+            ready.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
+            raise
         if ready not in done:
             ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):

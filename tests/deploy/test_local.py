@@ -90,7 +90,10 @@ def test_kill_names_a_running_instance(bundles: tuple[Path, Path], tmp_path: Pat
 
 
 def test_an_instance_that_cannot_start_fails_start_with_its_error(
-    bundles: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bundles: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     base, _ = bundles
     # The frontend accepts this parity bundle (its signature and base match); only
@@ -110,6 +113,8 @@ def test_an_instance_that_cannot_start_fails_start_with_its_error(
     message = str(info.value)
     assert message.startswith("instance m/parity-0 exited 3 times in a row before becoming ready")
     assert message.splitlines()[-1].endswith(MISFIT)  # the container's one error line
+    assert message.count(MISFIT) == 1  # of its last run (every run appends to the log)
+    assert "never retrieved" not in caplog.text  # the readiness wait was given up cleanly
     failed = cluster.instances["m", "parity-0"]
     assert failed.restarts == 2 and failed.process is not None
     assert failed.process.returncode == EXIT_BAD_BUNDLE
