@@ -126,7 +126,7 @@ class LocalCluster:
         self._frontend = None if network else Frontend(self.frontend_config())
         self._supervisors: set[asyncio.Task[None]] = set()
         self._stopping = False
-        #: set to the error of the first instance given up
+        #: while start() waits: set to the error of the first instance given up
         self._failed: asyncio.Future[InstanceFailedError] | None = None
 
     @property
@@ -184,11 +184,16 @@ class LocalCluster:
         """The frontend's readiness wait, cut short when an instance is given up."""
         ready = asyncio.ensure_future(self.frontend.wait_ready(timeout, every_instance=True))
         waits: set[asyncio.Future[Any]] = {ready, failed}
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if not ready.done():
-            ready.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ready
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._failed = None  # from now on, an instance given up is logged
+            gave_up = not ready.done()
+            if gave_up:
+                ready.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ready
+        if gave_up:
             raise failed.result()
         ready.result()
 
@@ -277,9 +282,10 @@ class LocalCluster:
             f"instance {inst.key} exited {starts} times in a row before becoming ready "
             f"(last exit status {code}); not restarting it. The end of its log {path}:{tail}"
         )
-        log.error("%s", error)
         if self._failed is not None and not self._failed.done():
-            self._failed.set_result(error)
+            self._failed.set_result(error)  # start() raises it
+        else:  # the cluster is running: the log is the only place to say it
+            log.error("%s", error)
 
     def container_config(self, inst: Instance) -> ContainerConfig:
         """The configuration ``inst``'s container is started with."""
