@@ -319,7 +319,10 @@ def test_over_the_admission_limit_is_429(containers: Containers, bundles: Bundle
 
     first, second = run(config, scenario)
     assert first[0] == 504
-    assert second == (429, {"error": "model is at its admission limit of 1 queries"})
+    assert second == (
+        429,
+        {"error": "model is at its admission limit of 1 queries (1 outstanding, 1 asked)"},
+    )
 
 
 # ---------------------------------------------------------------- bad input
