@@ -5,14 +5,17 @@ host (iptables DROP inside its namespace: no RST, no FIN), so the frontend's con
 to the instance neither answers nor breaks, as when a cable is pulled or a switch port
 fails.  Episodes start as a Poisson process over the cluster (``rate`` per second); each
 picks a random host that is not already cut and a duration drawn uniformly from
-``min_ms..max_ms``.  The rules are changed in a worker thread (an ``iptables`` call takes
-milliseconds; the benchmark's event loop is the frontend's).  ``stop()`` heals every host.
+``min_ms..max_ms``.  The rules are changed in one worker thread (an ``iptables`` call
+takes milliseconds; the benchmark's event loop is the frontend's), in the order asked:
+a heal never overtakes the cut it undoes, even when ``stop()`` cancels an episode while
+its cut is under way.  ``stop()`` heals every host.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +62,7 @@ class Cutter(Episodes):
         self.spec = spec
         self.cut: set[str] = set()
         self._episodes: set[asyncio.Task[None]] = set()
+        self._rules = ThreadPoolExecutor(1, thread_name_prefix="cutoffs")  # one, in order
 
     async def stop(self) -> None:
         """End the schedule, cancel the episodes under way and heal every host."""
@@ -67,8 +71,9 @@ class Cutter(Episodes):
             task.cancel("cutoffs stopping")
         await asyncio.gather(*self._episodes, return_exceptions=True)
         for host in list(self.cut):
-            await asyncio.to_thread(self.network.heal, host)
+            await self._apply(self.network.heal, host)  # after any cut still under way
             self.cut.discard(host)
+        self._rules.shutdown()
 
     def _episode(self, loop: asyncio.AbstractEventLoop) -> None:
         duration = self._duration_s(self.spec.min_ms, self.spec.max_ms)
@@ -83,7 +88,10 @@ class Cutter(Episodes):
         task.add_done_callback(self._episodes.discard)
 
     async def _cut_for(self, host: str, duration: float) -> None:
-        await asyncio.to_thread(self.network.cut, host)
+        await self._apply(self.network.cut, host)
         await asyncio.sleep(duration)
-        await asyncio.to_thread(self.network.heal, host)
+        await self._apply(self.network.heal, host)
         self.cut.discard(host)
+
+    async def _apply(self, change: Callable[[str], None], host: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._rules, change, host)

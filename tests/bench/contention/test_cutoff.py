@@ -7,6 +7,8 @@ cuts real namespaces; ``tests/deploy/test_local_netns.py`` serves through a cut)
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -16,14 +18,19 @@ from tests.bench.contention.processes import until
 
 
 class Board:
-    """Records cuts and heals; ``down`` is what is cut right now."""
+    """Records cuts and heals; ``down`` is what is cut right now.  A cut may take a
+    while (``slow_cut_s``), as an iptables call does."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_cut_s: float = 0.0) -> None:
         self.log: list[tuple[str, str]] = []
         self.down: set[str] = set()
+        self.cutting = threading.Event()
+        self.slow_cut_s = slow_cut_s
 
     def cut(self, name: str) -> None:
         assert name not in self.down, f"{name} cut twice"
+        self.cutting.set()
+        time.sleep(self.slow_cut_s)
         self.down.add(name)
         self.log.append(("cut", name))
 
@@ -58,6 +65,19 @@ def test_stop_heals_hosts_cut_for_long() -> None:
 
     asyncio.run(scenario())
     assert board.down == set()
+
+
+def test_a_cut_under_way_when_stopping_is_healed_after_it_lands() -> None:
+    board = Board(slow_cut_s=0.2)
+    cutter = Cutter(board, ["a"], CutoffSpec(rate=500, min_ms=6e5, max_ms=6e5), seed=1)
+
+    async def scenario() -> None:
+        cutter.start()
+        await until(board.cutting.is_set)  # the cut is in its thread now
+        await cutter.stop()  # cancels the episode mid-cut: the heal must come after
+
+    asyncio.run(scenario())
+    assert board.log == [("cut", "a"), ("heal", "a")] and board.down == set()
 
 
 def test_cutoffs_need_a_network() -> None:
