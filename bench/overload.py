@@ -1,11 +1,12 @@
 """``parm bench overload``: goodput under 1x-3x offered load, and fairness to a small client.
 
 One local cluster of the demo model (k=2, 2 data + 1 parity instances, coded), the
-frontend in this process.  First its capacity is measured: a closed loop at concurrency
-16 over gRPC.  Then open loops (``bench.loadgen``, its own process) offer 1x, 2x and 3x
-that rate over gRPC and over HTTP (KServe v2 REST), each query with a deadline;
-*goodput* is the queries answered (within their deadline: later ones are errors) per
-second, as a share of capacity.  Refusals (RESOURCE_EXHAUSTED / HTTP 429) and deadline
+frontend in this process.  First its capacity through each front door is measured: a
+closed loop at concurrency 16 over gRPC, and over HTTP (KServe v2 REST, binary tensors:
+what the open-loop client sends).  Then open loops (``bench.loadgen``, its own process)
+offer 1x, 2x and 3x that door's capacity, each query with a deadline; *goodput* is the
+queries answered (within their deadline: later ones are errors) per second, as a share
+of that capacity.  Refusals (RESOURCE_EXHAUSTED / HTTP 429) and deadline
 misses are counted, and the frontend's RSS and open descriptors are read before the
 runs, at their peak during them, and after.
 
@@ -124,9 +125,14 @@ async def open_loop(url: str, transport: str, rate: float, plan: OverloadPlan) -
     return {**result, "queries": queries}
 
 
-async def closed(url: str, concurrency: int, queries: int) -> dict[str, Any]:
+async def closed(
+    url: str, concurrency: int, queries: int, transport: str = "grpc"
+) -> dict[str, Any]:
     args = ["--url", url, "--model", MODEL, "--concurrency", str(concurrency)]
-    return await run_client_process("bench.client", *args, "--queries", str(queries))
+    args += ["--queries", str(queries)]
+    if transport == "http":
+        return await run_client_process("bench.http_client", *args, "--protocol", "v2-binary")
+    return await run_client_process("bench.client", *args)
 
 
 async def fairness(url: str, plan: OverloadPlan) -> dict[str, Any]:
@@ -159,13 +165,16 @@ async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
             "http": f"http://127.0.0.1:{front.http_port}",
         }
         before = resources()
-        capacity = (await closed(urls["grpc"], 16, plan.capacity_queries))["throughput_qps"]
+        capacity = {
+            t: (await closed(urls[t], 16, plan.capacity_queries, t))["throughput_qps"]
+            for t in plan.transports
+        }
         rows = []
         async with Peak() as peak:
-            for transport in plan.transports:
+            for t in plan.transports:
                 for multiple in plan.multiples:
-                    result = await open_loop(urls[transport], transport, multiple * capacity, plan)
-                    rows.append(goodput_row(transport, multiple, capacity, result))
+                    result = await open_loop(urls[t], t, multiple * capacity[t], plan)
+                    rows.append(goodput_row(t, multiple, capacity[t], result))
             await asyncio.sleep(2.0)  # answers and connections of the last run settle
         after = resources()
         fair = await fairness(urls["grpc"], plan)
@@ -182,14 +191,14 @@ async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
 
 def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
     today = datetime.date.today().isoformat()
-    capacity = figures["capacity_qps"]
+    capacity = ", ".join(f"{t} {q:.0f} q/s" for t, q in figures["capacity_qps"].items())
     lines = [
         f"### Overload and fairness ({today})",
         "",
         f"Command: `{command}`  ",
         "Machine: 2-core shared VM, CPU only; the load clients, the frontend and 3 instances "
         "(demo digits model, k=2, coded) share it.  ",
-        f"Capacity (closed loop, gRPC, concurrency 16): {capacity:.0f} q/s; open-loop runs of "
+        f"Capacity (closed loop, concurrency 16): {capacity}; open-loop runs of "
         f"{plan.seconds:g} s, deadline {plan.deadline_s * 1000:.0f} ms per query.",
         "",
         "| transport | offered | offered q/s | goodput q/s | goodput / capacity | answered "

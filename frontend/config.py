@@ -197,8 +197,13 @@ class FrontendConfig:
     http_read_timeout_s: float = 15.0
     #: open gRPC connections (``grpc.max_allowed_incoming_connections``)
     grpc_max_connections: int = 1000
-    #: calls at once on one gRPC connection (``grpc.max_concurrent_streams``)
-    grpc_max_streams: int = 1000
+    #: calls at once on one gRPC connection (``grpc.max_concurrent_streams``).  gRPC
+    #: itself refuses the excess (RST_STREAM REFUSED_STREAM: the client sees UNAVAILABLE,
+    #: safe to retry) or the client queues it, before it costs this process any CPU:
+    #: under 3x overload that kept goodput at 90% of capacity, against 12% with 1000
+    #: (``parm bench overload``, bench/RESULTS.md).  A client that needs more calls at
+    #: once opens more connections.
+    grpc_max_streams: int = 32
     #: a gRPC connection without calls is closed (GOAWAY; clients reconnect) after this
     grpc_idle_timeout_s: float = 300.0
     #: a gRPC connection must finish its handshake within this many seconds

@@ -44,7 +44,7 @@ def test_peak_keeps_the_highest_sample() -> None:
 def test_the_report_has_a_row_per_run_and_the_fairness_share() -> None:
     res = {"rss_mb": 100, "fds": 30}
     figures = {
-        "capacity_qps": 100.0,
+        "capacity_qps": {"grpc": 100.0, "http": 60.0},
         "runs": [goodput_row("grpc", 3.0, 100.0, {**RUN, "errors": {}})],
         "resources": {"before": res, "peak": res, "after": res},
         "fairness": {
@@ -57,3 +57,4 @@ def test_the_report_has_a_row_per_run_and_the_fairness_share() -> None:
     assert "| grpc | 3x | 300 | 240 | 240% | 480 | 0 | 0 | 0 | 12.0 |" in text
     assert "made 200 q/s alone and 150 q/s (75%) beside" in text
     assert "Command: `parm bench overload --quick`" in text
+    assert "Capacity (closed loop, concurrency 16): grpc 100 q/s, http 60 q/s" in text

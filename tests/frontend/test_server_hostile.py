@@ -18,7 +18,7 @@ import pytest
 
 from frontend.config import FrontendConfig
 from frontend.model import QueryError
-from frontend.server import Frontend, InferenceServicer
+from frontend.server import Frontend, InferenceServicer, grpc_options
 from proto import inference_pb2 as pb
 
 WINDOW, SENT = 4, 100
@@ -123,3 +123,50 @@ def test_bytes_that_are_no_request_are_invalid_argument(method: str) -> None:
     code, message = asyncio.run(main())
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert message.startswith("the request is not a ModelInferRequest message: ")
+
+
+def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> None:
+    """``grpc_max_streams``: gRPC itself holds the excess back (the client queues it, or
+    the server refuses it with REFUSED_STREAM, UNAVAILABLE), so an overloaded frontend
+    spends nothing on calls it cannot serve in time."""
+    limit, calls = 2, 6
+
+    async def main() -> tuple[int, list[grpc.StatusCode]]:
+        api = HeldQueries()
+        config = FrontendConfig(models=(), grpc_max_streams=limit)
+        server = grpc.aio.server(options=grpc_options(config))
+        InferenceServicer(api).register(server)  # type: ignore[arg-type]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        most = 0
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                infer = channel.unary_unary(
+                    INFER, request_serializer=pb.ModelInferRequest.SerializeToString
+                )
+                request = pb.ModelInferRequest(model_name="m")
+                request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
+                request.raw_input_contents.append(b"\0" * 4)
+                pending = [asyncio.ensure_future(infer(request, timeout=BOUND_S))]
+                pending += [
+                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(calls - 1)
+                ]
+                async with asyncio.timeout(BOUND_S):
+                    while not all(p.done() for p in pending):
+                        await asyncio.sleep(0.2)  # room for a broken limit to show
+                        most = max(most, len(api.waiting))
+                        for held in list(api.waiting):
+                            if not held.done():
+                                held.set_exception(QueryError("UNAVAILABLE", "let go"))
+                codes = []
+                for p in pending:
+                    exc = p.exception()
+                    assert isinstance(exc, grpc.aio.AioRpcError)
+                    codes.append(exc.code())
+        finally:
+            await server.stop(0)
+        return most, codes
+
+    most, codes = asyncio.run(main())
+    assert 1 <= most <= limit
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * calls  # held ones let go, or refused
