@@ -190,6 +190,9 @@ class FrontendConfig:
     #: open connections per HTTP port (API, metrics); one more is answered 503 and closed
     #: at once.  Kept under the open-files limit, which is raised to its hard limit at start
     http_max_connections: int = 1000
+    #: requests in progress per HTTP port; one more is answered 503 (``Retry-After: 1``)
+    #: before it is routed or its body parsed: the HTTP twin of ``grpc_max_streams``
+    http_max_requests: int = 64
     #: an HTTP connection with no request in progress is closed after this many seconds
     http_idle_timeout_s: float = 5.0
     #: an HTTP request's headers and body must arrive within this many seconds of its

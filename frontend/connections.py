@@ -83,6 +83,8 @@ class ConnectionLimits:
     max_connections: int
     idle_timeout_s: float
     read_timeout_s: float
+    #: requests in progress on the port; one more is answered 503 before it is routed
+    max_requests: int = 64
 
 
 def canned(status: int, reason: str, message: str) -> bytes:

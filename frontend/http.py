@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import socket
@@ -308,6 +309,19 @@ class GuardedHttp(HttpToolsProtocol):
             return
         self._arm(self.limits.idle_timeout_s, None)  # until the first request begins
 
+    def on_headers_complete(self) -> None:
+        # Over the port's requests in progress (uvicorn's tasks, shared by its
+        # connections): a canned 503 instead of the application, before any routing or
+        # body parsing; uvicorn still reads the body off the connection, which stays open.
+        if len(self.tasks) < self.limits.max_requests:
+            super().on_headers_complete()
+            return
+        app, self.app = self.app, _busy
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = app
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         message = f"request not received whole within {self.limits.read_timeout_s} s"
@@ -341,6 +355,16 @@ class GuardedHttp(HttpToolsProtocol):
         if answer is not None:
             self.transport.write(answer)
         self.transport.close()
+
+
+_BUSY_BODY = json.dumps({"error": "the frontend is at its limit of requests in progress"})
+
+
+async def _busy(scope: Any, receive: Any, send: Any) -> None:
+    """The answer to a request over the port's limit: 503, retry in a second."""
+    headers = [(b"content-type", JSON_TYPE.encode()), (b"retry-after", b"1")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": _BUSY_BODY.encode()})
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttp]:

@@ -103,7 +103,9 @@ class Frontend:
         host, http_port, metrics_port = config.host, self.http_port, self.metrics_port
         ports = (http_port is not None) + (metrics_port is not None)
         cap = connection_cap(config.http_max_connections, self._descriptors, ports)
-        limits = ConnectionLimits(cap, config.http_idle_timeout_s, config.http_read_timeout_s)
+        limits = ConnectionLimits(
+            cap, config.http_idle_timeout_s, config.http_read_timeout_s, config.http_max_requests
+        )
         if http_port is not None:
             api = api_app(self.api, self.calls)
             self._http.append(HttpServer(api, host, http_port, "v2 REST + Clipper", limits))

@@ -223,6 +223,36 @@ def test_a_request_trickled_past_the_read_timeout_is_408_and_closed(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
 
 
+def test_requests_past_the_ports_limit_in_progress_are_503_before_routing(
+    rest_containers: Containers, rest_bundles: Bundles
+) -> None:
+    """``http_max_requests``: with 2 in progress (the slow instance holds them), 3 more
+    are answered 503 with Retry-After at once, on connections that stay usable."""
+    config = http_config(slow_model(rest_containers, rest_bundles), http_max_requests=2)
+    x = inputs(1, seed=5)
+
+    async def main() -> list[tuple[int, str, Any]]:
+        async with started(config) as frontend:
+            await frontend.wait_ready(BOUND_S)
+            url = f"http://127.0.0.1:{frontend.http_port}/v2/models/slow/infer"
+            async with aiohttp.ClientSession() as session:
+
+                async def post() -> tuple[int, str, Any]:
+                    async with session.post(url, json=v2_json(x)) as r:
+                        body = await r.json(content_type=None)
+                        return r.status, r.headers.get("Retry-After", ""), body
+
+                held = [asyncio.ensure_future(post()) for _ in range(2)]
+                await until(lambda: len(frontend.calls) == 2)
+                refused = await asyncio.gather(*(post() for _ in range(3)))
+                return [*refused, *await asyncio.gather(*held)]
+
+    replies = asyncio.run(main())
+    busy = {"error": "the frontend is at its limit of requests in progress"}
+    assert replies[:3] == [(503, "1", busy)] * 3
+    assert [status for status, _, _ in replies[3:]] == [200, 200]
+
+
 # ---------------------------------------------------------------- shutdown
 
 
