@@ -246,11 +246,15 @@ class HttpTransport:
 
         body, headers = self._bodies[index % len(self._bodies)]
         headers = {**headers, "Parm-Timeout-Ms": str(int(timeout_s * 1000))}
-        async with self._session.post(self._path, data=body, headers=headers) as r:
-            content = await r.read()
-            if r.status != 200:
-                raise HttpError(r.status)
-            return source_of(self.protocol, content, r.headers)
+        try:  # the client's own deadline, as a gRPC client has: a late answer is a miss
+            async with asyncio.timeout(timeout_s):
+                async with self._session.post(self._path, data=body, headers=headers) as r:
+                    content = await r.read()
+        except TimeoutError:
+            raise HttpError(504) from None
+        if r.status != 200:
+            raise HttpError(r.status)
+        return source_of(self.protocol, content, r.headers)
 
 
 async def measure(

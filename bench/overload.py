@@ -101,7 +101,12 @@ def goodput_row(
     sent = int(result["queries"])
     answered = int(result.get("count", 0))
     duration = sent / result["rate"]
-    refused = errors.get("RESOURCE_EXHAUSTED", 0) + errors.get("HTTP_429", 0)
+    # refusals: by the admission (429), or by the front door's limits before any work
+    # (gRPC's REFUSED_STREAM is UNAVAILABLE; HTTP's limit of requests in progress, 503)
+    refused = sum(
+        errors.get(name, 0)
+        for name in ("RESOURCE_EXHAUSTED", "HTTP_429", "UNAVAILABLE", "HTTP_503")
+    )
     missed = errors.get("DEADLINE_EXCEEDED", 0) + errors.get("HTTP_504", 0)
     return {
         "transport": transport,

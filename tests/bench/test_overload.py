@@ -13,16 +13,18 @@ RUN = {"rate": 300.0, "queries": 600, "count": 480, "p99_ms": 12.0}
 
 
 def test_goodput_is_answers_per_second_as_a_share_of_capacity() -> None:
-    errors = {"RESOURCE_EXHAUSTED": 90, "DEADLINE_EXCEEDED": 20, "UNAVAILABLE": 10}
+    errors = {"RESOURCE_EXHAUSTED": 90, "DEADLINE_EXCEEDED": 20, "UNAVAILABLE": 10, "X": 3}
     row = goodput_row("grpc", 3.0, 100.0, {**RUN, "errors": errors})
     assert row["goodput_qps"] == pytest.approx(240.0)  # 480 answers over 2 s
     assert row["goodput_share"] == pytest.approx(2.4)
-    assert (row["refused"], row["missed"], row["other_errors"]) == (90, 20, 10)
+    # UNAVAILABLE: a stream gRPC refused (REFUSED_STREAM) over the connection's limit
+    assert (row["refused"], row["missed"], row["other_errors"]) == (100, 20, 3)
 
 
 def test_http_statuses_count_as_refusals_and_misses() -> None:
-    row = goodput_row("http", 1.0, 100.0, {**RUN, "errors": {"HTTP_429": 3, "HTTP_504": 2}})
-    assert (row["refused"], row["missed"], row["other_errors"]) == (3, 2, 0)
+    errors = {"HTTP_429": 3, "HTTP_503": 4, "HTTP_504": 2}
+    row = goodput_row("http", 1.0, 100.0, {**RUN, "errors": errors})
+    assert (row["refused"], row["missed"], row["other_errors"]) == (7, 2, 0)
 
 
 def test_resources_are_read_from_proc() -> None:
