@@ -59,6 +59,10 @@ log = logging.getLogger(__name__)
 FRONTEND_KEYS = (
     *("host", "grpc_port", "http_port", "metrics_port"),
     *("max_request_bytes", "max_deadline_ms"),
+    # the front doors' limits (frontend.config.FrontendConfig says what each does)
+    *("http_max_connections", "http_max_requests", "http_idle_timeout_s", "http_read_timeout_s"),
+    *("grpc_max_connections", "grpc_max_streams", "grpc_idle_timeout_s"),
+    *("grpc_handshake_timeout_s", "stream_max_inflight", "shutdown_grace_s"),
 )
 ADDRESS_KEYS = {"name", "grpc", "stream", "parity_index"}
 #: the frontend file's former key names (ModelConfig's fields) and what they are now
