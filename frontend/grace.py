@@ -12,7 +12,8 @@ The estimator (``auto``)
 Over the last ``WINDOW`` service times of originals (send to result, per data task):
 first drop the gross outliers, every sample above ``median + TRIM * MAD`` (MAD: the
 median absolute deviation from the median); the threshold is then the ``QUANTILE``
-(99.5%) of what is left, and never less than ``FLOOR_S``.
+(99.5%) of what is left, but at most ``CAP`` (5) times the median, and never less than
+``FLOOR_S``.
 
 Why two steps.  The samples include the stragglers this whole mechanism exists to hide
 (their originals still arrive, late).  A plain high quantile would follow them: with
@@ -29,6 +30,15 @@ distribution (loopback, sub-millisecond, with a 1 ms timer resolution in the dri
 from calling every scheduler hiccup a straggler: holding a reconstruction two
 milliseconds costs nothing next to the stragglers it hides, which are tens to hundreds
 of milliseconds late.
+
+Why the cap.  When most instances are slowed at once -- network shuffles congesting two
+thirds of the hosts' links, as on the papers' clusters (``parm bench latency --network
+netns``) -- the median itself is a congested sample, the MAD is wide, and the cut at 50
+MADs keeps the stragglers: the threshold rose to about 150 ms while originals took 18 ms
+at the median, and reconstructions were held until the stragglers had mostly answered
+anyway (p99.9 196 ms, against 84 ms decoding eagerly; bench/RESULTS.md).  An original
+that takes five times the median is late whatever the spread: the healthy scheduler
+tail above (1 ms median, 4% at 3-5 ms) stays under it.
 
 Warm-up: until ``MIN_SAMPLES`` service times have been seen, the threshold is
 ``WARMUP_S``: generous enough that a healthy instance is on time, short enough that a
@@ -49,6 +59,8 @@ WINDOW = 512
 MIN_SAMPLES = 32
 REFRESH = 32
 TRIM = 50.0
+#: an original taking more than this many times the median is late, whatever the spread
+CAP = 5.0
 QUANTILE = 0.995
 #: hedge mode's delay: "The Tail at Scale" sends the backup after the 95th percentile
 HEDGE_QUANTILE = 0.95
@@ -67,6 +79,7 @@ class GraceEstimator:
         refresh: int = REFRESH,
         trim: float = TRIM,
         quantile: float = QUANTILE,
+        cap: float = CAP,
         floor: float = FLOOR_S,
         warmup: float = WARMUP_S,
     ) -> None:
@@ -80,6 +93,7 @@ class GraceEstimator:
         self._refresh = refresh
         self._trim = trim
         self._quantile = quantile
+        self._cap = cap
         self._floor = floor
         self._since = 0
         self.threshold = warmup  # seconds an original may take before it is late
@@ -90,8 +104,10 @@ class GraceEstimator:
         self._since += 1
         if len(self._samples) >= self._min_samples and self._since >= self._refresh:
             self._since = 0
-            bound = robust_bound(list(self._samples), self._trim, self._quantile)
-            self.threshold = max(self._floor, bound)
+            samples = list(self._samples)
+            bound = robust_bound(samples, self._trim, self._quantile)
+            capped = min(bound, self._cap * statistics.median(samples))
+            self.threshold = max(self._floor, capped)
 
 
 def robust_bound(samples: list[float], trim: float, quantile: float) -> float:

@@ -94,6 +94,28 @@ def test_a_heavy_healthy_tail_is_measured_not_assumed() -> None:
     assert late <= 0.01 and est.threshold < 0.006, (late, est.threshold)
 
 
+def test_when_most_instances_are_slowed_an_original_five_medians_long_is_late() -> None:
+    """Shuffles congesting two thirds of the links: the median is a congested sample and
+    the MAD is wide, so the 50-MAD cut keeps the TCP-retransmission stragglers (200-300
+    ms); the cap at five medians calls them late all the same."""
+    rng = random.Random(5)
+
+    def draw() -> float:
+        u = rng.random()
+        if u < 0.03:
+            return rng.uniform(0.2, 0.3)  # a retransmission timeout
+        return rng.uniform(0.015, 0.06) if u < 0.7 else rng.uniform(0.010, 0.012)
+
+    samples = [draw() for _ in range(512)]
+    est = GraceEstimator()
+    for t in samples:
+        est.observe(t)
+    median = sorted(samples)[256]
+    assert robust_bound(samples, 50.0, 0.995) > 0.2  # the cut alone keeps them on time
+    assert est.threshold == pytest.approx(5 * median, rel=0.05)
+    assert all(t > est.threshold for t in samples if t >= 0.2)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"min_samples": 0}, "min_samples"), ({"window": 8, "min_samples": 9}, "min_samples"),
