@@ -17,27 +17,20 @@ import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
-from bench.contention.pause import Episodes
+from bench.contention.pause import Episodes, EpisodeSpec
 
 
 @dataclass(frozen=True)
-class CutoffSpec:
+class CutoffSpec(EpisodeSpec):
+    kind: ClassVar[str] = "cutoff"
     rate: float = 0.2  # episodes per second, whole cluster
     min_ms: float = 200.0
     max_ms: float = 1000.0
 
-    def __post_init__(self) -> None:
-        if self.rate <= 0 or not 0 < self.min_ms <= self.max_ms:
-            raise ValueError(f"invalid cutoff settings: {self}")
-
     def describe(self) -> str:
-        return (
-            f"host cut-offs: a random host's packets dropped both ways for "
-            f"{self.min_ms:g}-{self.max_ms:g} ms (uniform), {self.rate:g} per second over "
-            f"the cluster (Poisson)"
-        )
+        return f"host cut-offs: a random host's packets dropped both ways for {self.schedule()}"
 
 
 class Switchboard(Protocol):

@@ -17,23 +17,36 @@ import random
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
-class PauseSpec:
+class EpisodeSpec:
+    """Episodes over a cluster: ``rate`` per second (Poisson), each lasting a uniform
+    draw from ``min_ms..max_ms``."""
+
+    kind: ClassVar[str] = "episode"
     rate: float = 1.0  # episodes per second, whole cluster
     min_ms: float = 50.0
     max_ms: float = 150.0
 
     def __post_init__(self) -> None:
         if self.rate <= 0 or not 0 < self.min_ms <= self.max_ms:
-            raise ValueError(f"invalid pause settings: {self}")
+            raise ValueError(f"invalid {self.kind} settings: {self}")
+
+    def schedule(self) -> str:
+        return (
+            f"{self.min_ms:g}-{self.max_ms:g} ms (uniform), {self.rate:g} per second over the "
+            f"cluster (Poisson)"
+        )
+
+
+@dataclass(frozen=True)
+class PauseSpec(EpisodeSpec):
+    kind: ClassVar[str] = "pause"
 
     def describe(self) -> str:
-        return (
-            f"pause episodes: SIGSTOP of a random instance for {self.min_ms:g}-{self.max_ms:g} ms "
-            f"(uniform), {self.rate:g} per second over the cluster (Poisson)"
-        )
+        return f"pause episodes: SIGSTOP of a random instance for {self.schedule()}"
 
 
 class Episodes(abc.ABC):
