@@ -220,7 +220,10 @@ def test_a_request_trickled_past_the_read_timeout_is_408_and_closed(
         got = asyncio.run(main())
     assert got.startswith(b"HTTP/1.1 408 ")
     assert b"request not received whole within 0.2 s" in got
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    # what the front door logged (not the gRPC poller of an earlier test's closed loop,
+    # which may report "Event loop is closed" through asyncio whenever it wakes)
+    ours = [r for r in caplog.records if r.name.startswith(("frontend", "uvicorn"))]
+    assert not [r for r in ours if r.levelno >= logging.WARNING or r.exc_info]
 
 
 def test_requests_past_the_ports_limit_in_progress_are_503_before_routing(
