@@ -62,4 +62,6 @@ def test_closing_a_sidecar_cuts_its_transfers_without_errors(caplog):
 
     servers = asyncio.run(scenario())
     assert [len(s._tasks) for s in servers] == [0, 0]
-    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    # not the gRPC poller of an earlier test's closed loop, which may say so when it wakes
+    assert [m for m in errors if "PollerCompletionQueue" not in m] == []
