@@ -265,26 +265,35 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def require_privileges() -> None:
+def unavailable() -> str | None:
+    """Why hosts cannot be built here (missing commands, not root); None if they can."""
     missing = [c for c in COMMANDS if shutil.which(c) is None]
     if missing:
-        raise NetworkError(
+        return (
             f"--network netns needs the {', '.join(missing)} command(s): install iproute2 "
             "and iptables (Debian: apt-get install iproute2 iptables)"
         )
     if os.geteuid() != 0:
-        raise NetworkError(
+        return (
             "--network netns builds network namespaces, veth links and tc rate limits: it "
             "needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run as root, or without --network"
         )
+    return None
+
+
+def require_privileges() -> None:
+    reason = unavailable()
+    if reason is not None:
+        raise NetworkError(reason)
 
 
 def _claim_subnet(state_dir: Path) -> int:
     """The first subnet no state file and no route claims; claimed with a state file."""
     state_dir.mkdir(parents=True, exist_ok=True)
     routes = _run(["ip", "route", "show"]).stdout
+    taken = set(namespaces())  # a run with another state folder (tests) may hold some
     for index, net in enumerate(SUBNETS.subnets(new_prefix=24)):
-        if index == 0 or str(net) in routes:
+        if index == 0 or str(net) in routes or _switch(index) in taken:
             continue
         try:  # O_EXCL: two runs starting together never claim the same subnet
             fd = os.open(state_dir / str(index), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,12 @@ import pytest
 from bench.contention import parse_contention
 from bench.contention.shuffle import sidecar_bytes
 from bench.latency import QUICK, clusters_for, run_point
+from deploy import netns
 from deploy.netns import namespaces
 from frontend.events import Mode
 from tests.model_container.container_process import make_bundle, make_parity_bundle
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="network namespaces, veth links and tc need root"
-)
+pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=netns.unavailable() or "")
 K = 2
 #: one 100 Mbit/s link carries a 12.8 MB transfer (128 MB scaled) in about a second;
 #: the cut-off schedule's first episode (seed 0) falls 54 ms in, inside the settle time

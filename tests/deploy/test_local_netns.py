@@ -9,13 +9,13 @@ client's deadline; once healed, its late original arrives and it serves again.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
+from deploy import netns
 from deploy.local import LocalCluster
 from deploy.netns import NetworkSpec, namespaces
 from deploy.spec import Deployment, ModelDeployment
@@ -27,9 +27,7 @@ from tests.model_container.container_process import (
     make_parity_bundle,
 )
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="network namespaces, veth links and tc need root"
-)
+pytestmark = pytest.mark.skipif(netns.unavailable() is not None, reason=netns.unavailable() or "")
 DEADLINE_MS = 10_000.0
 
 

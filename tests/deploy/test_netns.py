@@ -20,9 +20,7 @@ import pytest
 from deploy import netns
 from deploy.netns import HostNetwork, NetworkError, NetworkSpec, namespaces
 
-root_only = pytest.mark.skipif(
-    os.geteuid() != 0, reason="network namespaces, veth links and tc need root"
-)
+root_only = pytest.mark.skipif(netns.unavailable() is not None, reason=netns.unavailable() or "")
 
 #: listens on 0.0.0.0:PORT in its namespace, answers each connection with b"hi", exits
 #: after one; prints "ready" once listening
