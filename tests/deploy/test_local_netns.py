@@ -20,6 +20,7 @@ from deploy.local import LocalCluster
 from deploy.netns import NetworkSpec, namespaces
 from deploy.spec import Deployment, ModelDeployment
 from proto.tensors import get_parameters, make_infer_request
+from tests.frontend.rest_support import until
 from tests.model_container.container_process import (
     IN_FEATURES,
     inference_stub,
@@ -39,12 +40,6 @@ async def ask(port: int, x: np.ndarray) -> str:
     source = get_parameters(response.parameters)["parm_source"]
     assert isinstance(source, str)
     return source
-
-
-async def until(condition: object, timeout: float = 60.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():  # type: ignore[operator]
-            await asyncio.sleep(0.05)
 
 
 def test_a_cut_host_is_reconstructed_around_and_rejoins_after_the_heal(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ WINDOW, SENT = 4, 100
 BOUND_S = 30.0
 INFER = "/inference.GRPCInferenceService/ModelInfer"
 STREAM = "/inference.GRPCInferenceService/ModelStreamInfer"
+#: the excess calls' own deadline: they wait this long in the client (never the server)
+EXCESS_DEADLINE_S = 2.0
 GARBAGE = b"\xff\xff\xff\xff garbage"
 
 
@@ -125,6 +127,20 @@ def test_bytes_that_are_no_request_are_invalid_argument(method: str) -> None:
     assert message.startswith("the request is not a ModelInferRequest message: ")
 
 
+class PeakHeld(HeldQueries):
+    """Held queries that record the most held at once, and wake the test on arrival."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0
+        self.arrived = asyncio.Event()
+
+    async def infer(self, *args: Any) -> Any:
+        self.peak = max(self.peak, len(self.waiting) + 1)
+        self.arrived.set()
+        await super().infer(*args)
+
+
 def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> None:
     """``grpc_max_streams``: gRPC itself holds the excess back (the client queues it, or
     the server refuses it with REFUSED_STREAM, UNAVAILABLE), so an overloaded frontend
@@ -132,13 +148,12 @@ def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> Non
     limit, calls = 2, 6
 
     async def main() -> tuple[int, list[grpc.StatusCode]]:
-        api = HeldQueries()
+        api = PeakHeld()
         config = FrontendConfig(models=(), grpc_max_streams=limit)
         server = grpc.aio.server(options=grpc_options(config))
         InferenceServicer(api).register(server)  # type: ignore[arg-type]
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        most = 0
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 infer = channel.unary_unary(
@@ -147,26 +162,36 @@ def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> Non
                 request = pb.ModelInferRequest(model_name="m")
                 request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
                 request.raw_input_contents.append(b"\0" * 4)
-                pending = [asyncio.ensure_future(infer(request, timeout=BOUND_S))]
-                pending += [
-                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(calls - 1)
+                # the first `limit` calls reach the frontend and are held there
+                held = [
+                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(limit)
                 ]
                 async with asyncio.timeout(BOUND_S):
-                    while not all(p.done() for p in pending):
-                        await asyncio.sleep(0.2)  # room for a broken limit to show
-                        most = max(most, len(api.waiting))
-                        for held in list(api.waiting):
-                            if not held.done():
-                                held.set_exception(QueryError("UNAVAILABLE", "let go"))
+                    while len(api.waiting) < limit:
+                        await api.arrived.wait()
+                        api.arrived.clear()
+                # the excess, while they are held: it never reaches the frontend; it is
+                # refused, or queued in the client until its own deadline ends it
+                excess = [
+                    asyncio.ensure_future(infer(request, timeout=EXCESS_DEADLINE_S))
+                    for _ in range(calls - limit)
+                ]
+                await asyncio.wait(excess, timeout=BOUND_S)
+                for waiting in api.waiting:  # let go: the held calls get UNAVAILABLE
+                    if not waiting.done():
+                        waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
+                await asyncio.wait(held, timeout=BOUND_S)
                 codes = []
-                for p in pending:
+                for p in [*held, *excess]:
                     exc = p.exception()
                     assert isinstance(exc, grpc.aio.AioRpcError)
                     codes.append(exc.code())
         finally:
             await server.stop(0)
-        return most, codes
+        return api.peak, codes
 
-    most, codes = asyncio.run(main())
-    assert 1 <= most <= limit
-    assert codes == [grpc.StatusCode.UNAVAILABLE] * calls  # held ones let go, or refused
+    peak, codes = asyncio.run(main())
+    assert peak == limit  # the most the frontend ever held at once
+    assert codes[:limit] == [grpc.StatusCode.UNAVAILABLE] * limit  # the held ones, let go
+    ended = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+    assert set(codes[limit:]) <= ended  # refused by gRPC, or expired in the client

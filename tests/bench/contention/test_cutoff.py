@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -18,19 +17,21 @@ from tests.bench.contention.processes import until
 
 
 class Board:
-    """Records cuts and heals; ``down`` is what is cut right now.  A cut may take a
-    while (``slow_cut_s``), as an iptables call does."""
+    """Records cuts and heals; ``down`` is what is cut right now.  With ``gated``, a cut
+    (an iptables call, in its thread) lands only when the test opens ``gate``."""
 
-    def __init__(self, slow_cut_s: float = 0.0) -> None:
+    def __init__(self, gated: bool = False) -> None:
         self.log: list[tuple[str, str]] = []
         self.down: set[str] = set()
         self.cutting = threading.Event()
-        self.slow_cut_s = slow_cut_s
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
 
     def cut(self, name: str) -> None:
         assert name not in self.down, f"{name} cut twice"
         self.cutting.set()
-        time.sleep(self.slow_cut_s)
+        self.gate.wait()
         self.down.add(name)
         self.log.append(("cut", name))
 
@@ -68,13 +69,17 @@ def test_stop_heals_hosts_cut_for_long() -> None:
 
 
 def test_a_cut_under_way_when_stopping_is_healed_after_it_lands() -> None:
-    board = Board(slow_cut_s=0.2)
+    board = Board(gated=True)
     cutter = Cutter(board, ["a"], CutoffSpec(rate=500, min_ms=6e5, max_ms=6e5), seed=1)
 
     async def scenario() -> None:
         cutter.start()
-        await until(board.cutting.is_set)  # the cut is in its thread now
-        await cutter.stop()  # cancels the episode mid-cut: the heal must come after
+        await until(board.cutting.is_set)  # the cut is in its thread, held at the gate
+        stopping = asyncio.ensure_future(cutter.stop())  # cancels the episode mid-cut
+        for _ in range(50):  # stop() runs as far as it can (loop turns, no wall time)
+            await asyncio.sleep(0)
+        board.gate.set()  # the cut lands now: the heal must come after it
+        await stopping
 
     asyncio.run(scenario())
     assert board.log == [("cut", "a"), ("heal", "a")] and board.down == set()
