@@ -104,23 +104,23 @@ class GraceEstimator:
         self._since += 1
         if len(self._samples) >= self._min_samples and self._since >= self._refresh:
             self._since = 0
-            samples = list(self._samples)
-            bound = robust_bound(samples, self._trim, self._quantile)
-            capped = min(bound, self._cap * statistics.median(samples))
-            self.threshold = max(self._floor, capped)
+            bound = robust_bound(list(self._samples), self._trim, self._quantile, self._cap)
+            self.threshold = max(self._floor, bound)
 
 
-def robust_bound(samples: list[float], trim: float, quantile: float) -> float:
+def robust_bound(
+    samples: list[float], trim: float, quantile: float, cap: float = math.inf
+) -> float:
     """The ``quantile`` of ``samples`` once those above ``median + trim * MAD`` are
     dropped (the nearest-rank quantile: a value that occurred; the MAD at least a
-    tenth of the median)."""
+    tenth of the median), and at most ``cap`` times the median."""
     median = statistics.median(samples)
     # A MAD of 0 (identical times, or a clock that ticks in milliseconds) would make
     # every sample above the median an outlier: the spread is at least a tenth of it.
     spread = max(statistics.median(abs(x - median) for x in samples), median / 10)
     inliers = sorted(x for x in samples if x <= median + trim * spread)
     rank = min(len(inliers) - 1, max(0, math.ceil(quantile * len(inliers)) - 1))
-    return inliers[rank]
+    return min(inliers[rank], cap * median)
 
 
 class Grace:
