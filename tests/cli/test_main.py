@@ -122,24 +122,31 @@ class _Started(Exception):
     """Raised by the fake cluster: what parm up would have started is recorded."""
 
 
-def test_up_with_the_berrut_code_needs_no_parity_bundle(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def recorded_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, object]]:
+    """``parm up``'s LocalCluster replaced: each start records (deployment, network)."""
     import deploy.local
-    from cli.main import main
 
-    started: list[object] = []
+    started: list[tuple[object, object]] = []
 
     def fake_cluster(deployment: object, log_dir: Path, network: object = None) -> None:
-        started.append(deployment)
+        started.append((deployment, network))
         raise _Started
 
     monkeypatch.setattr(deploy.local, "LocalCluster", fake_cluster)
+    return started
+
+
+def test_up_with_the_berrut_code_needs_no_parity_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    started = recorded_starts(monkeypatch)
     args = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--k", "3",
             "--r", "2", "--parity-instances", "2", *FREE_HTTP]  # fmt: skip
     with pytest.raises(_Started):
         main(args)
-    (deployment,) = started
+    ((deployment, _),) = started
     (model,) = deployment.models  # type: ignore[attr-defined]
     assert (model.k, model.r, model.parity_bundles, model.training_free) == (3, 2, (), True)
     assert model.bundle_for("parity-1") == tmp_path
@@ -158,19 +165,12 @@ def test_up_with_the_berrut_code_needs_no_parity_bundle(
 def test_up_puts_the_instances_on_the_network_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], spec: object
 ) -> None:
-    import deploy.local
     from cli.main import main
 
-    networks: list[object] = []
-
-    def fake_cluster(deployment: object, log_dir: Path, network: object = None) -> None:
-        networks.append(network)
-        raise _Started
-
-    monkeypatch.setattr(deploy.local, "LocalCluster", fake_cluster)
+    started = recorded_starts(monkeypatch)
     with pytest.raises(_Started):
         main(["up", "--base", str(tmp_path), "--name", "m", "--mode", "none", *flags, *FREE_HTTP])
-    assert networks == [spec]
+    assert [network for _, network in started] == [spec]
 
 
 def test_link_options_without_a_network_are_an_error(tmp_path: Path) -> None:
