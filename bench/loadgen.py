@@ -36,6 +36,8 @@ from bench.stats import summarize
 
 #: latency above which a query counts as an error rather than waiting forever
 DEFAULT_TIMEOUT_S = 30.0
+#: the HTTP client's keep-alive connections at most (aiohttp's default)
+POOL = 100
 
 
 @dataclass(frozen=True)
@@ -218,8 +220,11 @@ class HttpError(Exception):
 class HttpTransport:
     """KServe v2 REST ``POST /v2/models/<m>/infer`` (binary tensors) over keep-alive HTTP."""
 
-    def __init__(self, url: str, model: str, protocol: str = "v2-binary") -> None:
+    def __init__(
+        self, url: str, model: str, protocol: str = "v2-binary", connections: int = POOL
+    ) -> None:
         self.url, self.model, self.protocol = url, model, protocol
+        self.connections = connections
         self._session: Any = None
         self._path = ""
         self._bodies: list[tuple[bytes, dict[str, str]]] = []
@@ -229,8 +234,12 @@ class HttpTransport:
 
         from bench.http_client import HttpLoop, requests
 
-        # No connection limit: an open loop has as many queries in flight as it has.
-        self._session = aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(limit=0))
+        # A pool of keep-alive connections, as HTTP/1.1 clients keep (aiohttp's and
+        # urllib3's default is 100 at most): a query that finds every connection busy waits
+        # for one, and that wait counts against its deadline.  0: a connection for every
+        # query in flight, a connection storm under overload.
+        connector = aiohttp.TCPConnector(limit=self.connections)
+        self._session = aiohttp.ClientSession(self.url, connector=connector)
         async with self._session.get(f"/v2/models/{self.model}") as r:
             tensor = (await r.json())["inputs"][0]
         spec = HttpLoop(self.url, self.model, self.protocol, 1, 1)
@@ -258,13 +267,18 @@ class HttpTransport:
 
 
 async def measure(
-    spec: OpenLoop, raw: Path | None = None, transport: str = "grpc", data: str | None = None
+    spec: OpenLoop,
+    raw: Path | None = None,
+    transport: str = "grpc",
+    data: str | None = None,
+    connections: int = POOL,
 ) -> dict[str, Any]:
     """Run ``spec``; the summary (and, with ``raw``, every latency written there).
 
-    ``data``: gRPC queries sample this data set's test inputs (HTTP ones are noise)."""
+    ``data``: gRPC queries sample this data set's test inputs (HTTP ones are noise);
+    ``connections``: the HTTP client's pool (0: unlimited)."""
     client: GrpcTransport | HttpTransport = (
-        HttpTransport(spec.url, spec.model)
+        HttpTransport(spec.url, spec.model, connections=connections)
         if transport == "http"
         else GrpcTransport(spec.url, spec.model, seed=spec.seed, data=data)
     )
@@ -291,14 +305,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--timeout-s", type=float, default=DEFAULT_TIMEOUT_S)
     p.add_argument("--raw", type=Path, help="write every measured latency here (JSON)")
     p.add_argument("--data", help="sample inputs from this data set (e.g. digits); default noise")
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=POOL,
+        help=f"HTTP: keep-alive connections at most (default {POOL}; 0: one per query in flight)",
+    )
     a = p.parse_args(argv)
     spec = OpenLoop(a.url, a.model, a.rate, a.queries, a.warmup, a.seed, a.timeout_s)
     try:
         import uvloop
     except ImportError:  # optional: plain asyncio works, a little slower
-        result = asyncio.run(measure(spec, a.raw, a.transport, a.data))
+        result = asyncio.run(measure(spec, a.raw, a.transport, a.data, a.connections))
     else:
-        result = uvloop.run(measure(spec, a.raw, a.transport, a.data))
+        result = uvloop.run(measure(spec, a.raw, a.transport, a.data, a.connections))
     print(json.dumps(result))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.closed_loop import run_client_process
+from bench.loadgen import POOL
 from bench.report import publish
 
 MODEL = "digits"
@@ -48,7 +49,10 @@ class OverloadPlan:
     capacity_queries: int = 6000
     fair_queries: int = 4000  # the well-behaved client's, solo and beside the hostile
     hostile_rows: int = 1024  # the model's max_outstanding: the largest valid batch
-    transports: tuple[str, ...] = ("grpc", "http")
+    #: the front doors' clients: gRPC (one channel), HTTP (a pool of keep-alive
+    #: connections, as HTTP/1.1 clients keep), and HTTP with a connection per query in
+    #: flight (a connection storm: no pool limit)
+    transports: tuple[str, ...] = ("grpc", "http", "http-storm")
     multiples: tuple[float, ...] = MULTIPLES
 
 
@@ -122,9 +126,21 @@ def goodput_row(
     }
 
 
+#: the HTTP client's pool size of each HTTP load (``bench.loadgen --connections``)
+POOLS = {"http": POOL, "http-storm": 0}
+
+
+def door(transport: str) -> str:
+    """The front door a load of ``transport`` goes through: grpc or http."""
+    return "http" if transport in POOLS else transport
+
+
 async def open_loop(url: str, transport: str, rate: float, plan: OverloadPlan) -> dict[str, Any]:
     queries = max(1, int(rate * plan.seconds))
-    args = ["--url", url, "--transport", transport, "--model", MODEL, "--rate", f"{rate:.1f}"]
+    args = ["--url", url, "--transport", door(transport), "--model", MODEL]
+    args += ["--rate", f"{rate:.1f}"]
+    if transport in POOLS:
+        args += ["--connections", str(POOLS[transport])]
     args += ["--queries", str(queries), "--warmup", "0", "--timeout-s", str(plan.deadline_s)]
     result = await run_client_process("bench.loadgen", *args)
     return {**result, "queries": queries}
@@ -170,16 +186,18 @@ async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
             "http": f"http://127.0.0.1:{front.http_port}",
         }
         before = resources()
+        doors = sorted({door(t) for t in plan.transports})
         capacity = {
-            t: (await closed(urls[t], 16, plan.capacity_queries, t))["throughput_qps"]
-            for t in plan.transports
+            d: (await closed(urls[d], 16, plan.capacity_queries, d))["throughput_qps"]
+            for d in doors
         }
         rows = []
         async with Peak() as peak:
             for t in plan.transports:
+                rate = capacity[door(t)]
                 for multiple in plan.multiples:
-                    result = await open_loop(urls[t], t, multiple * capacity[t], plan)
-                    rows.append(goodput_row(t, multiple, capacity[t], result))
+                    result = await open_loop(urls[door(t)], t, multiple * rate, plan)
+                    rows.append(goodput_row(t, multiple, rate, result))
             await asyncio.sleep(2.0)  # answers and connections of the last run settle
         after = resources()
         fair = await fairness(urls["grpc"], plan)

@@ -158,3 +158,51 @@ def test_the_http_transport_records_each_answers_provenance():
     assert summary["sources"] == {"reconstructed": 15}
     assert summary["errors"] == {"HTTP_429": 4, "HTTP_504": 1}  # a late answer is a miss
     assert set(seen) == {"500"}
+
+
+@pytest.mark.parametrize(("pool", "connections"), [(2, 2), (0, 6)])
+def test_the_http_client_keeps_to_its_pool_of_connections(pool: int, connections: int) -> None:
+    """Six queries at once: a pool of two carries them over two connections (the rest
+    wait for one), no pool opens one each.  The server holds every request until as
+    many as the pool allows are in progress, so the count cannot depend on timing."""
+    from aiohttp import web
+
+    from bench.loadgen import HttpTransport
+
+    peers: set[object] = set()
+    in_progress: list[int] = []
+    gate = asyncio.Event()
+
+    async def metadata(request: web.Request) -> web.Response:
+        return web.json_response({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]})
+
+    async def infer(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername") if request.transport else None)
+        in_progress.append(1)
+        if len(in_progress) == connections:
+            gate.set()
+        await gate.wait()
+        await request.read()
+        return web.json_response({"parameters": {"parm_source": "original"}})
+
+    async def scenario() -> dict[str, object]:
+        app = web.Application()
+        app.router.add_get("/v2/models/m", metadata)
+        app.router.add_post("/v2/models/m/infer", infer)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        spec = OpenLoop(f"http://127.0.0.1:{port}", "m", 1e6, queries=6, warmup=0, timeout_s=60)
+        try:
+            async with HttpTransport(spec.url, "m", connections=pool) as transport:
+                peers.clear()  # the metadata request's connection is reused or not
+                outcome = await run_open_loop(spec, transport)
+        finally:
+            await runner.cleanup()
+        return outcome.summary(elapsed_s=1.0)
+
+    summary = asyncio.run(scenario())
+    assert summary["sources"] == {"original": 6}
+    assert len(peers) == connections

@@ -60,3 +60,19 @@ def test_the_report_has_a_row_per_run_and_the_fairness_share() -> None:
     assert "made 200 q/s alone and 150 q/s (75%) beside" in text
     assert "Command: `parm bench overload --quick`" in text
     assert "Capacity (closed loop, concurrency 16): grpc 100 q/s, http 60 q/s" in text
+
+
+@pytest.mark.parametrize(
+    ("transport", "front_door"), [("grpc", "grpc"), ("http", "http"), ("http-storm", "http")]
+)
+def test_each_load_goes_through_its_front_door(transport: str, front_door: str) -> None:
+    from bench.overload import door
+
+    assert door(transport) == front_door
+
+
+def test_the_storm_has_no_pool_limit_and_the_pooled_client_has_one() -> None:
+    from bench.loadgen import POOL
+    from bench.overload import POOLS
+
+    assert POOLS == {"http": POOL, "http-storm": 0} and POOL > 0
