@@ -64,6 +64,7 @@ from frontend.events import (
     Tick,
 )
 from frontend.metrics import Metrics
+from frontend.outgoing import Buffer, Outgoing, request_head
 from frontend.policy import POLICIES
 from frontend.quality import QualityWatch
 from proto import inference_pb2 as pb
@@ -95,8 +96,12 @@ class Link(Protocol):
     @property
     def up(self) -> bool: ...
 
-    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
-        """Send a request whose ``id`` is ``str(task_id)``; the link must be up."""
+    def send(self, task_id: int, request: Outgoing) -> None:
+        """Send ``request`` (of task ``task_id``); the link must be up.
+
+        The link may read ``request.raw`` after it returns (when its transport gets
+        to it): the service does not change a buffer a link may still hold.
+        """
         ...
 
     def fail(self, reason: str) -> None:
@@ -472,7 +477,7 @@ class ModelService:
             if not row.sent:  # a retry's queueing is not the query's
                 row.sent = True
                 self.metrics.queueing.observe(now - row.arrived)
-        raw = b"".join(row.raw for row in rows)
+        raw = rows[0].raw if len(rows) == 1 else b"".join(row.raw for row in rows)
         request = self._request(self.base, action.task_id, len(rows), raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
@@ -496,12 +501,10 @@ class ModelService:
         self.links[action.instance].send(action.task_id, request)
 
     @staticmethod
-    def _request(manifest: Manifest, task_id: int, rows: int, raw: bytes) -> pb.ModelInferRequest:
+    def _request(manifest: Manifest, task_id: int, rows: int, raw: Buffer) -> Outgoing:
         spec = manifest.inputs[0]
-        request = pb.ModelInferRequest(model_name=manifest.name, id=str(task_id))
-        request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[rows, *spec.shape])
-        request.raw_input_contents.append(raw)
-        return request
+        head = request_head(manifest.name, spec.name, spec.datatype, (rows, *spec.shape))
+        return Outgoing(task_id, head, raw)
 
     def _reconstruct(self, action: Reconstruct) -> None:
         assert self._zero_output is not None
@@ -588,7 +591,7 @@ class ModelService:
 
         Retried with back-off while the instance is up and nobody has answered yet.
         """
-        request = self._request(self.base, -1, 1, bytes(self.row_bytes))
+        request = self._request(self.base, -1, 1, bytes(self.row_bytes)).message()
         link, backoff = self.links[name], Backoff(*ZERO_FETCH_BACKOFF_S)
         try:
             while self._zero_output is None and link.up:
