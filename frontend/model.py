@@ -204,7 +204,8 @@ class ModelService:
         )
         self._filling = False  # feeding the coordinator from the admission queue
         self._timer: TimerHandle | None = None
-        self._timer_at = 0.0  # when the timer is due
+        self._timer_at = 0.0  # when the coordinator asked to be woken
+        self._armed_at = 0.0  # when the loop's timer is due (never after _timer_at)
         self._tasks: asyncio.TaskGroup | None = None  # run()'s: owns the links and fetches
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
         self._zero_fetches: set[str] = set()  # data instances being asked for F(0)
@@ -457,13 +458,23 @@ class ModelService:
             future.set_exception(error)
 
     def _set_timer(self, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        # The coordinator's earliest timer moves with nearly every query (the next
+        # deadline), mostly later: a timer already armed for no later than ``at`` is
+        # kept, and re-armed for ``at`` when it fires (`_on_timer`), so most requests
+        # to be woken cost no timer of the loop's.
         self._timer_at = at
+        if self._timer is not None:
+            if self._armed_at <= at:
+                return
+            self._timer.cancel()
+        self._armed_at = at
         self._timer = self._clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._timer_at > self._armed_at:  # asked since to be woken later: wait on
+            self._set_timer(self._timer_at)
+            return
         # The loop's timers fire when its own (coarser) clock reaches their time, which
         # can be a little before now() does: the wake-up is stamped with its own time.
         self._feed(Tick(), max(self._now(), self._timer_at))
