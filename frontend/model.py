@@ -33,8 +33,9 @@ from common.bundle import (
     read_manifest,
 )
 from common.clock import Clock, TimerHandle, sleep
-from common.codes import TRAINING_FREE, make_code
+from common.codes import TRAINING_FREE, encode_into, make_code
 from frontend.admission import Admission
+from frontend.buffers import BufferPool
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
 from frontend.events import (
@@ -196,6 +197,7 @@ class ModelService:
         )
         # task id -> (instance, when sent): the instances' service times
         self._sent_at: dict[int, tuple[str, float]] = {}
+        self._parity_buffers = BufferPool((config.batch_size, *self.input.shape), np.float32)
         self._clock = clock
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
@@ -496,20 +498,28 @@ class ModelService:
     def _send_parity(self, action: SendParity) -> None:
         manifest = self.parities[action.index]
         began = self._now()
-        batch = self.config.batch_size
-        inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
-        for slot, rows in enumerate(action.slots):
-            for i, row in enumerate(rows):
-                assert isinstance(row, _Row)
-                inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
-        parity_input = self.code.encode_all(inputs)[action.index]  # (B, *input_shape)
+        parity = self._parity_buffers.take()  # (B, *input_shape), float32
+        for i in range(self.config.batch_size):
+            encode_into(self.code, self._slot_inputs(action, i), parity[i], action.index)
         dtype = dtype_of(manifest.inputs[0].datatype)
-        raw = parity_input.astype(dtype, copy=False).tobytes()
+        # Sent from the buffer itself: the pool reuses it once the send let go of it.
+        raw = parity.data if dtype == parity.dtype else parity.astype(dtype).tobytes()
         now = self._now()
         self.metrics.encode.observe(now - began)
-        request = self._request(manifest, action.task_id, batch, raw)
+        request = self._request(manifest, action.task_id, self.config.batch_size, raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
+
+    def _slot_inputs(self, action: SendParity, i: int) -> list[Array | None]:
+        """Row ``i`` of each of the k slots, viewing the query's wire bytes; None where
+        the slot is padding."""
+        inputs: list[Array | None] = [None] * self.config.k
+        for slot, rows in enumerate(action.slots):
+            if i < len(rows):
+                row = rows[i]
+                assert isinstance(row, _Row)
+                inputs[slot] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
+        return inputs
 
     @staticmethod
     def _request(manifest: Manifest, task_id: int, rows: int, raw: Buffer) -> Outgoing:

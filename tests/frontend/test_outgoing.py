@@ -29,7 +29,7 @@ def test_the_hand_written_request_is_the_protobuf_one(task_id: int, rows: int) -
 
 def test_the_input_is_sent_from_the_callers_buffer_without_a_copy() -> None:
     buffer = np.ones((1, 3, 4, 4), np.float32)
-    view = memoryview(buffer)
+    view = buffer.data
     _, body = Outgoing.of(1, "m", "x", "FP32", buffer.shape, view).frame()
     assert body is view
 
