@@ -347,7 +347,8 @@ class ModelService:
             self._fill()
             if request.fed < len(rows):  # rows wait their turn: drop them at the deadline
                 request.timer = self._clock.call_at(request.deadline, lambda: self._late(request))
-            results = [await future for future in futures]
+            # (one row, the common case: no comprehension's coroutine to run)
+            results = [await futures[0]] if len(futures) == 1 else [await f for f in futures]
         except BaseException:
             self._abandon(request, futures)
             raise
