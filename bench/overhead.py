@@ -4,13 +4,18 @@ The demo MLP on 2 data + 1 parity instances, in ``coded`` mode (k=2) and in ``no
 mode, closed loop at concurrency 1 and 16, through the frontend; and the same client
 calling one instance directly, so the frontend's added latency is a difference of
 two medians taken in the same run.  The load client is a separate process
-(``bench.client``), so it does not share the frontend's event loop.
+(``bench.client``; ``bench.http_client`` for the v2 REST door with binary tensors), so
+it does not share the frontend's event loop.  The frontend runs in this process and the
+instances in their own, so this process's CPU time over the queries answered is the
+frontend's CPU per query.  ``--baseline`` sets other checkouts' frontends beside this
+one's (`bench.overhead_compare`).
 """
 
 from __future__ import annotations
 
 import datetime
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ from frontend.events import Mode
 
 MODEL = "digits"
 CONCURRENCY = (1, 16)
+HTTP_DOOR = "v2-binary"  # KServe v2 REST with binary tensors (bench.http_client)
 #: (label, mode, decode grace): the served default, the papers' eager decoding beside it
 #: (reconstructions answer the moment they are decodable), and no redundancy at all
 VARIANTS: tuple[tuple[str, Mode, str | float], ...] = (
@@ -31,12 +37,23 @@ VARIANTS: tuple[tuple[str, Mode, str | float], ...] = (
 )
 
 
-async def client(url: str, model: str, concurrency: int, queries: int) -> dict[str, Any]:
-    """Run ``bench.client`` in its own process and return its JSON summary."""
-    # real digits: the demo's parity model reconstructs them as users would see
+WARMUP = 200  # queries each load client sends before it measures (its default)
+
+
+async def client(
+    url: str, model: str, concurrency: int, queries: int, door: str = "grpc"
+) -> dict[str, Any]:
+    """Run a load client in its own process and return its JSON summary, with
+    ``cpu_us``: this process's CPU time per query sent (the frontend's, when it runs here)."""
     args = ["--url", url, "--model", model, "--concurrency", str(concurrency)]
-    args += ["--queries", str(queries), "--data", "digits"]
-    return await run_client_process("bench.client", *args)
+    args += ["--queries", str(queries)]
+    cpu = time.process_time()
+    if door == "grpc":
+        # real digits: the demo's parity model reconstructs them as users would see
+        result = await run_client_process("bench.client", *args, "--data", "digits")
+    else:
+        result = await run_client_process("bench.http_client", *args, "--protocol", door)
+    return {**result, "cpu_us": (time.process_time() - cpu) / (queries + WARMUP) * 1e6}
 
 
 async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list[dict[str, Any]]:
@@ -46,13 +63,17 @@ async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list
             MODEL, base, parity, k=2, mode=mode, data_instances=2, parity_instances=1,
             settings={"decode_grace": grace},
         )  # fmt: skip
-        cluster = LocalCluster(Deployment((model,), grpc_port=0), log_dir)
-        async with cluster:
+        deployment = Deployment((model,), grpc_port=0, http_port=0, metrics_port=None)
+        async with LocalCluster(deployment, log_dir) as cluster:
             url = f"127.0.0.1:{cluster.frontend.grpc_port}"
             for concurrency in CONCURRENCY:
                 result = await client(url, MODEL, concurrency, queries)
                 rows.append({"path": "frontend", "mode": label, **result})
             if label == "coded":
+                http = f"http://127.0.0.1:{cluster.frontend.http_port}"
+                for concurrency in CONCURRENCY:
+                    result = await client(http, MODEL, concurrency, queries, HTTP_DOOR)
+                    rows.append({"path": "frontend (HTTP)", "mode": label, **result})
                 direct = f"127.0.0.1:{cluster.instances[MODEL, 'data-0'].grpc_port}"
                 for concurrency in CONCURRENCY:
                     result = await client(direct, MODEL, concurrency, queries)
@@ -70,19 +91,24 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
         "CPU only; client, frontend and 3 instances share the machine.",
         "",
         "| path | mode | concurrency | p50 ms | p99 ms | p99.9 ms | mean ms | queries/s "
-        "| reconstructed | sources |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| frontend CPU us/query | reconstructed | sources |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         sources = ", ".join(f"{k} {v}" for k, v in sorted(r.get("sources", {}).items()))
         lines.append(
             f"| {r['path']} | {r['mode']} | {r['concurrency']} | {r['p50_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['mean_ms']:.2f} | "
-            f"{r['throughput_qps']:.0f} | {reconstructed_share(r):.1%} | {sources} |"
+            f"{r['throughput_qps']:.0f} | {_cpu(r)} | {reconstructed_share(r):.1%} | {sources} |"
         )
     by = {(r["path"], r["mode"], r["concurrency"]): r for r in rows}
     added = by["frontend", "coded", 1]["p50_ms"] - by["instance", "direct", 1]["p50_ms"]
-    lines += ["", f"Frontend-added p50 at concurrency 1 (coded minus direct): {added:.2f} ms"]
+    lines += ["", f"Frontend-added p50 at concurrency 1 (coded minus direct): {added:.2f} ms  "]
+    through, direct = by["frontend", "coded", 16], by["instance", "direct", 16]
+    lines.append(
+        "Throughput at concurrency 16 through the frontend (coded, gRPC) over one instance "
+        f"called directly: {through['throughput_qps'] / direct['throughput_qps']:.2f}x  "
+    )
     for c in CONCURRENCY:
         auto, eager = by["frontend", "coded", c], by["frontend", "coded, eager", c]
         lines.append(
@@ -91,6 +117,11 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
             f"{auto['p50_ms'] - eager['p50_ms']:+.2f} ms"
         )
     return "\n".join([*lines, ""])
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    """The frontend's CPU per query; none for a client calling an instance directly."""
+    return f"{row['cpu_us']:.0f}" if row["path"] != "instance" and "cpu_us" in row else "-"
 
 
 def reconstructed_share(row: dict[str, Any]) -> float:

@@ -101,17 +101,35 @@ def add_latency(bench: Any, home: Home) -> None:
     p.set_defaults(run=run)
 
 
-def add_codes(bench: Any) -> None:
-    """``parm bench codes``: encode/decode micro-benchmarks."""
+def add_codes(bench: Any, home: Home) -> None:
+    """``parm bench codes``: encode/decode micro-benchmarks (and the loop's lag)."""
     p = bench.add_parser("codes", help="encode/decode latency against the memory-copy floor")
     p.add_argument("--repeats", type=int, default=2000)
     p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--no-append", action="store_true")
+    p.add_argument(
+        "--loop-lag",
+        action="store_true",
+        help="instead: the frontend's event-loop lag while serving 3x224x224 queries",
+    )
+    p.add_argument("--ks", type=_ints, default=(2, 4), help="--loop-lag: k values")
+    p.add_argument("--queries", type=int, default=1000, help="--loop-lag: queries per k")
+    p.add_argument("--concurrency", type=int, default=8, help="--loop-lag: closed loop")
 
     def run(args: argparse.Namespace) -> int:
+        results = None if args.no_append else args.results
+        if args.loop_lag:
+            _no_grpc_fork_handlers()
+            from bench.loop_lag import report, run_loop_lag
+            from bench.report import publish
+            from common.runtime import run_loop
+
+            rows = run_loop(run_loop_lag(args.ks, args.queries, args.concurrency, home()))
+            publish(report(rows, _command()), results)
+            return 0
         from bench.micro import run_micro
 
-        return run_micro(args.repeats, None if args.no_append else args.results, _command())
+        return run_micro(args.repeats, results, _command())
 
     p.set_defaults(run=run)
 
@@ -165,7 +183,7 @@ def add_bench(bench: Any, home: Home) -> None:
     add_latency(bench, home)
     add_overload(bench, home)
     add_calibrate(bench, home)
-    add_codes(bench)
+    add_codes(bench, home)
 
 
 def add_sim(sub: Any) -> None:

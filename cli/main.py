@@ -114,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     overhead.add_argument("--queries", type=int, default=3000, help="measured queries per point")
     overhead.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     overhead.add_argument("--no-append", action="store_true", help="print only")
+    overhead.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        help="a checkout of an earlier commit: frontend CPU per query side by side with it "
+        "(repeatable; only that comparison runs)",
+    )
+    overhead.add_argument("--rounds", type=int, default=3, help="--baseline: turns each")
     overhead.set_defaults(run=_bench_overhead)
     from cli.bench import add_bench, add_sim  # argparse only: cheap to import
 
@@ -225,6 +233,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _bench_overhead(args: argparse.Namespace) -> int:
+    results = None if args.no_append else args.results
+    if args.baseline:
+        from bench.overhead_compare import run_compare
+
+        command = "parm " + " ".join(sys.argv[1:])
+        return run_loop(run_compare(args.baseline, args.queries, args.rounds, results, command))
     from bench.overhead import run_overhead
 
     return run_loop(

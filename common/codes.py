@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 
 Array = TypeVar("Array", bound=Any)
 
@@ -134,6 +135,11 @@ class SumCode(_SubtractionCode):
 
     k: int
     name: str = "sum"
+
+    @property
+    def coefficients(self) -> Matrix:
+        """A ``(1, k)`` of ones: the parity is the plain sum."""
+        return _ones(self.k)
 
     def encode(self, inputs: Array) -> Array:
         _check_slots(inputs, self.k)
@@ -409,6 +415,39 @@ def make_code(name: str, k: int, r: int = 1) -> Code:
         raise ValueError(f"code {name!r} has one parity (r=1), got r={r}; use 'linear' for r>1")
     code: Code = CODES[name](k)
     return code
+
+
+def encode_into(
+    code: Code, slots: Sequence[npt.NDArray[Any] | None], out: npt.NDArray[Any], index: int = 0
+) -> npt.NDArray[Any]:
+    """Parity ``index`` of k inputs, written into ``out``: `Code.encode_all`'s maths for
+    the serving path (NumPy), without stacking the inputs or allocating the result.
+
+    ``slots`` holds the k inputs, each shaped like ``out`` (any dtype; the sums are taken
+    in ``out``'s), or None for a zero input (a padded slot).  A code with a coefficient
+    matrix (every one but ``concat``) computes sum_j A[index][j] X_j in place, reading each
+    input once; ``concat`` goes through ``encode_all``.
+    """
+    _check_slots(slots, code.k)
+    coefficients: Matrix | None = getattr(code, "coefficients", None)
+    if coefficients is None:
+        stacked = np.zeros((code.k, *out.shape), out.dtype)
+        for j, x in enumerate(slots):
+            if x is not None:
+                stacked[j] = x
+        out[...] = code.encode_all(stacked)[index]
+        return out
+    row = coefficients[index]
+    terms = [(w, x) for w, x in zip(row, slots, strict=True) if x is not None and w != 0.0]
+    if not terms:
+        out.fill(0)
+    for i, (w, x) in enumerate(terms):
+        term = x if w == 1.0 else np.multiply(x, w, dtype=out.dtype)
+        if i == 0:
+            np.copyto(out, term, casting="unsafe")
+        else:
+            np.add(out, term, out=out, casting="unsafe")
+    return out
 
 
 def _check_k(k: int) -> None:

@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import resource
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,19 +110,20 @@ class Calls:
     def __len__(self) -> int:
         return len(self._tasks)
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self) -> _Held:
         """Count the current task as a call in flight while the block runs."""
         task = asyncio.current_task()
         assert task is not None, "a call runs in a task"
+        return _Held(self, task)
+
+    def _enter(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         self._none.clear()
-        try:
-            yield
-        finally:
-            self._tasks.discard(task)
-            if not self._tasks:
-                self._none.set()
+
+    def _leave(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not self._tasks:
+            self._none.set()
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` seconds for the calls in flight to end, then cancel the
@@ -135,6 +135,22 @@ class Calls:
             log.info("frontend: %d calls still running after %.1f s", len(self._tasks), grace)
         for task in self._tasks:
             task.cancel(SHUTTING_DOWN)
+
+
+class _Held:
+    """`Calls.held`'s block: a plain context manager, once per call (a generator-based
+    one costs a generator and its frames per query)."""
+
+    __slots__ = ("_calls", "_task")
+
+    def __init__(self, calls: Calls, task: asyncio.Task[Any]) -> None:
+        self._calls, self._task = calls, task
+
+    def __enter__(self) -> None:
+        self._calls._enter(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        self._calls._leave(self._task)
 
 
 def shut_out(exc: asyncio.CancelledError) -> bool:

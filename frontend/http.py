@@ -231,8 +231,8 @@ def _clipper_error(status: int, message: str) -> Response:
 # ---------------------------------------------------------------- the application
 
 
-def api_app(api: Api, calls: Calls | None = None) -> FastAPI:
-    """The FastAPI application of the HTTP port, over the frontend's entry point; its
+def api_app(api: Api, calls: Calls | None = None) -> InferenceFirst:
+    """The ASGI application of the HTTP port, over the frontend's entry point; its
     inference calls are held in ``calls`` (drained at shutdown)."""
     from frontend import openapi
 
@@ -256,7 +256,42 @@ def api_app(api: Api, calls: Calls | None = None) -> FastAPI:
     ]
     for method, path, handler, tags, doc in table:
         app.add_api_route(path, handler, methods=[method], tags=list(tags), **doc)
-    return app
+    return InferenceFirst(app, routes)
+
+
+class InferenceFirst:
+    """ASGI: the two inference routes called directly, everything else through FastAPI.
+
+    FastAPI's middleware, routing and dependency solving cost about as much CPU as the
+    rest of a query (a quarter of the HTTP front door's, py-spy in bench/RESULTS.md),
+    and the inference routes need none of it: they take one path segment and the
+    request, and their handler maps every error to a response itself (`_guarded`).  So
+    ``POST /v2/models/{model}/infer`` and ``POST /{app}/predict`` are matched here, with
+    FastAPI's rule for a path parameter (one non-empty segment), and call the same
+    handlers that FastAPI registers (and documents at ``/docs``).
+    """
+
+    def __init__(self, app: FastAPI, routes: _Routes) -> None:
+        self.app = app
+        self._routes = routes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            response = await self._inference(scope, receive)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _inference(self, scope: dict[str, Any], receive: Any) -> Response | None:
+        """The answer of an inference route, or None for any other path."""
+        parts = scope["path"].split("/")
+        if len(parts) == 5 and parts[:3] == ["", "v2", "models"] and parts[4] == "infer":
+            if parts[3]:
+                return await self._routes.infer(parts[3], Request(scope, receive))
+        elif len(parts) == 3 and not parts[0] and parts[1] and parts[2] == "predict":
+            return await self._routes.predict(parts[1], Request(scope, receive))
+        return None
 
 
 def metrics_app(metrics: Metrics) -> Callable[..., Awaitable[None]]:

@@ -29,9 +29,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.backoff import Backoff
 from common.clock import Clock, sleep
 from frontend.config import InstanceAddress
+from frontend.outgoing import Outgoing
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
-from proto.framing import FrameDecoder, FrameError, encode_frame
+from proto.framing import FrameDecoder, FrameError
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class LinkListener(Protocol):
 
 
 class _Transport(Protocol):
-    def send(self, request: pb.ModelInferRequest) -> None: ...
+    def send(self, request: Outgoing) -> None: ...
 
     def close(self, reason: str) -> None: ...
 
@@ -99,8 +100,8 @@ class InstanceLink:
     def up(self) -> bool:
         return self._transport is not None
 
-    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
-        """Send a request whose ``id`` is ``str(task_id)``; the link must be up."""
+    def send(self, task_id: int, request: Outgoing) -> None:
+        """Send ``request`` (of task ``task_id``); the link must be up."""
         if self._transport is None:
             raise RuntimeError(f"instance {self.name} is down; the coordinator sent to it anyway")
         self._inflight[task_id] = None
@@ -226,9 +227,10 @@ class _FramedProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection lost: {exc}" if exc else "connection closed by the instance")
 
-    def send(self, request: pb.ModelInferRequest) -> None:
+    def send(self, request: Outgoing) -> None:
+        # One write of the two parts (a writev): the input is not copied into a frame.
         assert self._transport is not None
-        self._transport.write(encode_frame(request.SerializeToString()))
+        self._transport.writelines(request.frame())
 
     def close(self, reason: str) -> None:
         self._finish(reason)
@@ -265,8 +267,8 @@ class _GrpcStream:
         except grpc.aio.AioRpcError as exc:
             self._finish(f"stream failed: {exc.code().name}: {exc.details()}")
 
-    def send(self, request: pb.ModelInferRequest) -> None:
-        self._outbox.put_nowait(request)
+    def send(self, request: Outgoing) -> None:
+        self._outbox.put_nowait(request.message())
 
     def close(self, reason: str) -> None:
         self._finish(reason)

@@ -33,8 +33,9 @@ from common.bundle import (
     read_manifest,
 )
 from common.clock import Clock, TimerHandle, sleep
-from common.codes import TRAINING_FREE, make_code
+from common.codes import TRAINING_FREE, encode_into, make_code
 from frontend.admission import Admission
+from frontend.buffers import BufferPool
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
 from frontend.events import (
@@ -64,6 +65,7 @@ from frontend.events import (
     Tick,
 )
 from frontend.metrics import Metrics
+from frontend.outgoing import Buffer, Outgoing, request_head
 from frontend.policy import POLICIES
 from frontend.quality import QualityWatch
 from proto import inference_pb2 as pb
@@ -95,8 +97,12 @@ class Link(Protocol):
     @property
     def up(self) -> bool: ...
 
-    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
-        """Send a request whose ``id`` is ``str(task_id)``; the link must be up."""
+    def send(self, task_id: int, request: Outgoing) -> None:
+        """Send ``request`` (of task ``task_id``); the link must be up.
+
+        The link may read ``request.raw`` after it returns (when its transport gets
+        to it): the service does not change a buffer a link may still hold.
+        """
         ...
 
     def fail(self, reason: str) -> None:
@@ -191,6 +197,7 @@ class ModelService:
         )
         # task id -> (instance, when sent): the instances' service times
         self._sent_at: dict[int, tuple[str, float]] = {}
+        self._parity_buffers = BufferPool((config.batch_size, *self.input.shape), np.float32)
         self._clock = clock
         self._futures: dict[int, asyncio.Future[Result]] = {}
         self._ids = itertools.count()
@@ -199,7 +206,8 @@ class ModelService:
         )
         self._filling = False  # feeding the coordinator from the admission queue
         self._timer: TimerHandle | None = None
-        self._timer_at = 0.0  # when the timer is due
+        self._timer_at = 0.0  # when the coordinator asked to be woken
+        self._armed_at = 0.0  # when the loop's timer is due (never after _timer_at)
         self._tasks: asyncio.TaskGroup | None = None  # run()'s: owns the links and fetches
         self._zero_output: Array | None = None  # F(0): the output of a padded slot
         self._zero_fetches: set[str] = set()  # data instances being asked for F(0)
@@ -339,7 +347,8 @@ class ModelService:
             self._fill()
             if request.fed < len(rows):  # rows wait their turn: drop them at the deadline
                 request.timer = self._clock.call_at(request.deadline, lambda: self._late(request))
-            results = [await future for future in futures]
+            # (one row, the common case: no comprehension's coroutine to run)
+            results = [await futures[0]] if len(futures) == 1 else [await f for f in futures]
         except BaseException:
             self._abandon(request, futures)
             raise
@@ -452,13 +461,23 @@ class ModelService:
             future.set_exception(error)
 
     def _set_timer(self, at: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        # The coordinator's earliest timer moves with nearly every query (the next
+        # deadline), mostly later: a timer already armed for no later than ``at`` is
+        # kept, and re-armed for ``at`` when it fires (`_on_timer`), so most requests
+        # to be woken cost no timer of the loop's.
         self._timer_at = at
+        if self._timer is not None:
+            if self._armed_at <= at:
+                return
+            self._timer.cancel()
+        self._armed_at = at
         self._timer = self._clock.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
+        if self._timer_at > self._armed_at:  # asked since to be woken later: wait on
+            self._set_timer(self._timer_at)
+            return
         # The loop's timers fire when its own (coarser) clock reaches their time, which
         # can be a little before now() does: the wake-up is stamped with its own time.
         self._feed(Tick(), max(self._now(), self._timer_at))
@@ -472,7 +491,7 @@ class ModelService:
             if not row.sent:  # a retry's queueing is not the query's
                 row.sent = True
                 self.metrics.queueing.observe(now - row.arrived)
-        raw = b"".join(row.raw for row in rows)
+        raw = rows[0].raw if len(rows) == 1 else b"".join(row.raw for row in rows)
         request = self._request(self.base, action.task_id, len(rows), raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
@@ -480,28 +499,34 @@ class ModelService:
     def _send_parity(self, action: SendParity) -> None:
         manifest = self.parities[action.index]
         began = self._now()
-        batch = self.config.batch_size
-        inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
-        for slot, rows in enumerate(action.slots):
-            for i, row in enumerate(rows):
-                assert isinstance(row, _Row)
-                inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
-        parity_input = self.code.encode_all(inputs)[action.index]  # (B, *input_shape)
+        parity = self._parity_buffers.take()  # (B, *input_shape), float32
+        for i in range(self.config.batch_size):
+            encode_into(self.code, self._slot_inputs(action, i), parity[i], action.index)
         dtype = dtype_of(manifest.inputs[0].datatype)
-        raw = parity_input.astype(dtype, copy=False).tobytes()
+        # Sent from the buffer itself: the pool reuses it once the send let go of it.
+        raw = parity.data if dtype == parity.dtype else parity.astype(dtype).tobytes()
         now = self._now()
         self.metrics.encode.observe(now - began)
-        request = self._request(manifest, action.task_id, batch, raw)
+        request = self._request(manifest, action.task_id, self.config.batch_size, raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
+    def _slot_inputs(self, action: SendParity, i: int) -> list[Array | None]:
+        """Row ``i`` of each of the k slots, viewing the query's wire bytes; None where
+        the slot is padding."""
+        inputs: list[Array | None] = [None] * self.config.k
+        for slot, rows in enumerate(action.slots):
+            if i < len(rows):
+                row = rows[i]
+                assert isinstance(row, _Row)
+                inputs[slot] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
+        return inputs
+
     @staticmethod
-    def _request(manifest: Manifest, task_id: int, rows: int, raw: bytes) -> pb.ModelInferRequest:
+    def _request(manifest: Manifest, task_id: int, rows: int, raw: Buffer) -> Outgoing:
         spec = manifest.inputs[0]
-        request = pb.ModelInferRequest(model_name=manifest.name, id=str(task_id))
-        request.inputs.add(name=spec.name, datatype=spec.datatype, shape=[rows, *spec.shape])
-        request.raw_input_contents.append(raw)
-        return request
+        head = request_head(manifest.name, spec.name, spec.datatype, (rows, *spec.shape))
+        return Outgoing(task_id, head, raw)
 
     def _reconstruct(self, action: Reconstruct) -> None:
         assert self._zero_output is not None
@@ -588,7 +613,7 @@ class ModelService:
 
         Retried with back-off while the instance is up and nobody has answered yet.
         """
-        request = self._request(self.base, -1, 1, bytes(self.row_bytes))
+        request = self._request(self.base, -1, 1, bytes(self.row_bytes)).message()
         link, backoff = self.links[name], Backoff(*ZERO_FETCH_BACKOFF_S)
         try:
             while self._zero_output is None and link.up:

@@ -22,5 +22,7 @@ def test_the_table_sets_each_k_beside_the_papers_and_the_copy_floor():
     text = report({3: {**row, "copy_floor_p50_us": 50.0}, 2: row}, "parm bench codes")
     assert "`parm bench codes`" in text
     two, three = (line for line in text.splitlines() if line.startswith(("| 2 |", "| 3 |")))
-    assert two == "| 2 | 100 (150) | 100 (150) | 100 (150) | 1.00x | 93 | 100.0 (150.0) | 8 |"
-    assert "| 50 (150) | 2.00x | 153 |" in three
+    assert two == (
+        "| 2 | 100 (150) | 100 (150) | 100 (150) | 1.00x | 1.00x | 93 | 100.0 (150.0) | 8 |"
+    )
+    assert "| 50 (150) | 2.00x | 2.00x | 153 |" in three

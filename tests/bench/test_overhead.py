@@ -16,12 +16,18 @@ def test_the_client_runs_in_its_own_process_with_the_runs_settings(monkeypatch):
         return {"p50_ms": 1.0}
 
     monkeypatch.setattr(overhead, "run_client_process", fake)
-    assert asyncio.run(overhead.client("127.0.0.1:9", "digits", 16, 300)) == {"p50_ms": 1.0}
+    result = asyncio.run(overhead.client("127.0.0.1:9", "digits", 16, 300))
+    assert result["p50_ms"] == 1.0 and result["cpu_us"] >= 0
+    asyncio.run(overhead.client("http://h:1", "digits", 1, 300, "v2-binary"))
     assert calls == [
         (
             "bench.client", "--url", "127.0.0.1:9", "--model", "digits", "--concurrency", "16",
             "--queries", "300", "--data", "digits",
-        )
+        ),
+        (
+            "bench.http_client", "--url", "http://h:1", "--model", "digits", "--concurrency",
+            "1", "--queries", "300", "--protocol", "v2-binary",
+        ),
     ]  # fmt: skip
 
 
@@ -31,7 +37,8 @@ def row(
     sources = {"original": 5 - reconstructed, "reconstructed": reconstructed}
     return {
         "path": path, "mode": mode, "concurrency": concurrency, "p50_ms": p50, "p99_ms": 2.0,
-        "p999_ms": 3.0, "mean_ms": 1.5, "throughput_qps": 999.6, "sources": sources,
+        "p999_ms": 3.0, "mean_ms": 1.5, "throughput_qps": 999.6 if path != "instance" else 1250,
+        "sources": sources, "cpu_us": 432.1,
     }  # fmt: skip
 
 
@@ -41,6 +48,7 @@ ROWS = [
     row("frontend", "coded, eager", 1, 1.70, reconstructed=1),
     row("frontend", "coded, eager", 16, 9.5, reconstructed=2),
     row("instance", "direct", 1, 0.5),
+    row("instance", "direct", 16, 5.0),
     row("frontend", "none", 1, 1.5),
 ]
 
@@ -49,9 +57,11 @@ def test_the_frontends_added_median_is_coded_minus_direct_at_concurrency_one():
     text = overhead.report(ROWS, "parm bench overhead --queries 10")
     assert "Frontend-added p50 at concurrency 1 (coded minus direct): 1.25 ms" in text
     assert (
-        "| frontend | coded | 16 | 9.00 | 2.00 | 3.00 | 1.50 | 1000 | 0.0% "
+        "| frontend | coded | 16 | 9.00 | 2.00 | 3.00 | 1.50 | 1000 | 432 | 0.0% "
         "| original 5, reconstructed 0 |"
     ) in text
+    assert "| instance | direct | 16 | 5.00 | 2.00 | 3.00 | 1.50 | 1250 | - | 0.0% |" in text
+    assert "over one instance called directly: 0.80x" in text
     assert "`parm bench overhead --queries 10`" in text
 
 

@@ -17,6 +17,7 @@ from common.codes import (
     MeanCode,
     SumCode,
     UnknownCodeError,
+    encode_into,
     make_code,
 )
 
@@ -262,3 +263,40 @@ def _decode(code: Any, parities: list[Any], missing: list[int], k: int = 2) -> A
 def test_errors_name_what_was_expected(call, message: str) -> None:
     with pytest.raises((ValueError, UnknownCodeError), match=message):
         call()
+
+
+# ------------------------------------------------------------------ the serving path's encoder
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "r"),
+    [("sum", 2, 1), ("sum", 4, 1), ("concat", 2, 1), ("concat", 3, 1), ("linear", 3, 2),
+     ("berrut", 3, 2), ("mean", 2, 2)],
+)  # fmt: skip
+def test_encoding_into_a_buffer_is_encode_all(name: str, k: int, r: int) -> None:
+    """The serving path's encoder (no stacking, no allocation) against the one the
+    training path uses, with a padded (zero) slot."""
+    code = make_code(name, k, r)
+    x = np.random.default_rng(3).random((k, 2, 3, 4, 4), np.float32)
+    x[1] = 0  # a padded slot: None on the serving path
+    slots = [None if j == 1 else x[j] for j in range(k)]
+    for index in range(r):
+        out = np.full((2, 3, 4, 4), np.nan, np.float32)
+        assert encode_into(code, slots, out, index) is out
+        np.testing.assert_array_equal(out, code.encode_all(x)[index])
+
+
+def test_encoding_into_sums_integer_inputs_in_the_buffers_dtype() -> None:
+    x = np.full((2, 1, 4), 200, np.uint8)  # 400 overflows uint8
+    out = encode_into(make_code("sum", 2), [x[0], x[1]], np.empty((1, 4), np.float32))
+    np.testing.assert_array_equal(out, np.full((1, 4), 400.0, np.float32))
+
+
+def test_encoding_only_padding_is_zero() -> None:
+    out = encode_into(make_code("sum", 2), [None, None], np.ones(3, np.float32))
+    np.testing.assert_array_equal(out, np.zeros(3, np.float32))
+
+
+def test_encoding_into_checks_the_number_of_slots() -> None:
+    with pytest.raises(ValueError, match="expected 2 slots"):
+        encode_into(make_code("sum", 2), [None], np.ones(3, np.float32))

@@ -31,6 +31,7 @@ from common.bundle import read_manifest
 from common.models import load_model
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.model import ModelService
+from frontend.outgoing import Outgoing
 from frontend.server import Frontend
 from proto import inference_pb2 as pb
 from proto.tensors import ParamValue, make_infer_request, read_infer_response
@@ -342,10 +343,10 @@ class SendLog:
             link.send = self._recording(name, link.send)  # type: ignore[method-assign, assignment]
 
     def _recording(
-        self, name: str, send: Callable[[int, pb.ModelInferRequest], None]
-    ) -> Callable[[int, pb.ModelInferRequest], None]:
-        def record(task_id: int, req: pb.ModelInferRequest) -> None:
-            self.sent.append((name, req.raw_input_contents[0]))
+        self, name: str, send: Callable[[int, Outgoing], None]
+    ) -> Callable[[int, Outgoing], None]:
+        def record(task_id: int, req: Outgoing) -> None:
+            self.sent.append((name, bytes(req.raw)))
             send(task_id, req)
 
         return record

@@ -24,6 +24,7 @@ from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode
 from frontend.metrics import Metrics
 from frontend.model import ModelService, Result
+from frontend.outgoing import Outgoing
 from proto import inference_pb2 as pb
 from tests.model_container.container_process import CLASSES, IN_FEATURES
 
@@ -71,9 +72,9 @@ class FakeLink:
 
     # -- what the service calls
 
-    def send(self, task_id: int, request: pb.ModelInferRequest) -> None:
+    def send(self, task_id: int, request: Outgoing) -> None:
         assert self.up, f"{self.name} was sent a request while down"
-        self.sent[task_id] = request
+        self.sent[task_id] = request.message()
 
     def fail(self, reason: str) -> None:
         self.failures.append(reason)

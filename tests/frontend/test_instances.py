@@ -14,8 +14,9 @@ import pytest
 from common.clock import SimClock
 from frontend.config import InstanceAddress
 from frontend.instances import InstanceLink, _FramedProtocol, _split
+from frontend.outgoing import Outgoing
 from proto import inference_pb2 as pb
-from proto.framing import encode_frame
+from proto.framing import FrameDecoder, encode_frame
 
 
 class Listener:
@@ -30,13 +31,17 @@ class Listener:
         self.results.append((task_id, response.infer_response.id or response.error_message))
 
 
+def request(task_id: int) -> Outgoing:
+    return Outgoing.of(task_id, "mlp", "input", "FP32", (1, 2), bytes(8))
+
+
 class Transport:
     def __init__(self) -> None:
         self.sent: list[pb.ModelInferRequest] = []
         self.closed: list[str] = []
 
-    def send(self, request: pb.ModelInferRequest) -> None:
-        self.sent.append(request)
+    def send(self, request: Outgoing) -> None:
+        self.sent.append(request.message())
 
     def close(self, reason: str) -> None:
         self.closed.append(reason)
@@ -50,7 +55,7 @@ def connected() -> tuple[InstanceLink, Listener, Transport]:
     link = InstanceLink(InstanceAddress("data-0", "h:1"), "mlp", listener, SimClock())
     link._transport = transport  # as run() sets it once the data connection is open
     for task_id in (3, 4):
-        link.send(task_id, pb.ModelInferRequest(id=str(task_id)))
+        link.send(task_id, request(task_id))
     return link, listener, transport
 
 
@@ -93,15 +98,15 @@ def test_sending_to_a_link_that_is_down_is_a_bug() -> None:
     assert not link.up
     link.fail("nothing to close")  # a no-op while down
     with pytest.raises(RuntimeError, match="data-0 is down"):
-        link.send(1, pb.ModelInferRequest(id="1"))
+        link.send(1, request(1))
 
 
 class FakeTcp:
     def __init__(self) -> None:
-        self.written: list[bytes] = []
+        self.written: list[list[bytes]] = []
         self.aborted = False
 
-    def write(self, data: bytes) -> None:
+    def writelines(self, data: list[bytes]) -> None:
         self.written.append(data)
 
     def abort(self) -> None:
@@ -116,7 +121,7 @@ def test_the_framed_protocol_splits_frames_and_reports_its_end() -> None:
         )
         tcp = FakeTcp()
         protocol.connection_made(tcp)  # type: ignore[arg-type]
-        protocol.send(pb.ModelInferRequest(id="7"))
+        protocol.send(request(7))
         frames = b"".join(encode_frame(answer(i).SerializeToString()) for i in ("1", "2"))
         protocol.data_received(frames[:5])
         protocol.data_received(frames[5:])
@@ -125,7 +130,9 @@ def test_the_framed_protocol_splits_frames_and_reports_its_end() -> None:
 
     got, reason, tcp = asyncio.run(scenario())
     assert got == ["1", "2"] and reason == "connection closed by the instance"
-    assert len(tcp.written) == 1
+    assert len(tcp.written) == 1  # one frame, written as its head and the input beside it
+    (frame,) = FrameDecoder().feed(b"".join(tcp.written[0]))
+    assert pb.ModelInferRequest.FromString(frame).id == "7"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import pytest
 from frontend.events import Source
 from frontend.grace import WARMUP_S
 from frontend.model import ZERO_FETCH_BACKOFF_S, QueryError
+from frontend.outgoing import Outgoing
 from proto import inference_pb2 as pb
 from tests.frontend.model_harness import (
     Bundles,
@@ -437,3 +438,75 @@ def test_stopping_the_service_drops_its_timer(bundles: Bundles) -> None:
             await client
 
     asyncio.run(main())
+
+
+def test_a_later_wake_up_keeps_the_loop_timer_armed_and_moves_on_when_it_fires(
+    bundles: Bundles,
+) -> None:
+    """The coordinator's next wake-up moves later as groups fill: the loop's timer is
+    not re-armed each time, but, when it fires early, set for the time asked last."""
+    x = rows(2, 6)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        await h.ask(x[0:1], timeout_s=1.0)  # a group opens: its fill timeout, at 10 ms
+        assert h.clock.next_timer() == pytest.approx(0.010)
+        await h.ask(x[1:2], timeout_s=1.0)  # it fills: next is the first deadline
+        assert h.clock.next_timer() == pytest.approx(0.010)  # kept, not re-armed
+        await h.advance_to(0.010)
+        assert h.clock.next_timer() == pytest.approx(1.0)
+
+    drive(coded(bundles), scenario)
+
+
+def test_a_batch_short_of_rows_is_encoded_with_zero_rows(bundles: Bundles) -> None:
+    """batch_size 2: three queries make one full batch and one of a single row (sent at
+    its batch timeout); the parity's second row is then the first batch's row alone."""
+    x = rows(3, 8)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        await h.ask(x, timeout_s=1.0)
+        await h.advance_to(0.010)  # the batch timeout, then the group's fill timeout
+        parity = h.links["parity-0"]
+        sent = input_of(parity.sent[only(parity)])
+        np.testing.assert_array_equal(sent, np.stack([x[0] + x[2], x[1]]))
+
+    drive(coded(bundles, batch_size=2), scenario)
+
+
+# ------------------------------------------------------------------ parity buffers
+
+
+def test_a_parity_buffer_is_not_reused_while_a_send_still_holds_it(bundles: Bundles) -> None:
+    """A transport that could not write a parity at once keeps a view of its buffer
+    until the socket drains; the next parity must not be encoded into that buffer."""
+    x = rows(6, 7)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        parity = h.links["parity-0"]
+        queued: list[memoryview] = []  # what a transport's unsent writes would hold
+        send = parity.send
+
+        def holding(task_id: int, request: Outgoing) -> None:
+            queued.append(memoryview(request.raw))
+            send(task_id, request)
+
+        parity.send = holding  # type: ignore[method-assign]
+        await h.ask(x[0:2])  # one coding group: its parity is x0 + x1
+        await h.ask(x[2:4])  # the next group, sent while the first is still queued
+        assert len(queued) == 2
+        sums = [np.frombuffer(view, np.float32).reshape(1, -1) for view in queued]
+        np.testing.assert_array_equal(sums[0], x[0:1] + x[1:2])
+        np.testing.assert_array_equal(sums[1], x[2:3] + x[3:4])
+        pool = h.service._parity_buffers
+        held = len(pool)
+        sums.clear()
+        queued.clear()  # both writes drained: their buffers are free again
+        await h.ask(x[4:6])
+        assert len(pool) == held  # reused, not allocated
+        only_sent = list(parity.sent.values())[-1]
+        np.testing.assert_array_equal(input_of(only_sent), x[4:5] + x[5:6])
+
+    drive(coded(bundles, max_inflight=4), scenario)
