@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--slo-ms", type=float, help="deadline when a client gives none")
     up.add_argument("--grpc-port", type=int, default=8001)
+    up.add_argument(
+        "--frontend-workers", type=int, metavar="N",
+        help="frontend processes sharing the client ports (SO_REUSEPORT), each with its own "
+        "coding groups over every instance (default: the file's, else 1: in this process)",
+    )  # fmt: skip
     up.add_argument("--device", default="auto", help="auto, cpu, cuda (instances)")
     up.add_argument(
         "--inject", action="append", default=[], metavar="NAME:delay_ms=D[,prob=P][,fail_prob=Q]"
@@ -185,6 +190,8 @@ def _up(args: argparse.Namespace) -> int:
         )
 
     deployment = with_http_ports(deployment, args)
+    if args.frontend_workers is not None:
+        deployment = dataclasses.replace(deployment, frontend_workers=args.frontend_workers)
 
     async def run() -> None:
         cluster = LocalCluster(deployment, parm_home() / "logs", network=network_spec(args))
