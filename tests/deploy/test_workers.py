@@ -51,6 +51,9 @@ from tests.model_container.container_process import alive, inference_stub
 ORIGINALS_ONLY = {"decode_grace": 60_000}
 DELAY_MS = "100"
 CALL_TIMEOUT_S = 120.0
+#: gRPC shares one connection among a process's channels to the same target unless
+#: told not to; the kernel picks a worker per connection
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 # ---------------------------------------------------------------- units
@@ -180,7 +183,7 @@ async def channel_to(pool: FrontendWorkers, worker: int, bundles: Bundles) -> As
     for _ in range(200):
         async with contextlib.AsyncExitStack() as stack:
             channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(f"127.0.0.1:{pool.grpc_port}")
+                grpc.aio.insecure_channel(f"127.0.0.1:{pool.grpc_port}", OWN_CONNECTION)
             )
             stub = inference_stub(channel)
             before = (await answers_by_worker(pool)).get(str(worker), 0.0)
@@ -241,7 +244,10 @@ def test_a_worker_killed_under_load_is_restarted_and_no_query_is_answered_twice(
         next_id = iter(range(1_000_000))
 
         async with running(workers_config(bundles, containers)) as pool:
-            channels = [grpc.aio.insecure_channel(f"127.0.0.1:{pool.grpc_port}") for _ in range(8)]
+            channels = [
+                grpc.aio.insecure_channel(f"127.0.0.1:{pool.grpc_port}", OWN_CONNECTION)
+                for _ in range(8)
+            ]
 
             async def client(stub: Any) -> None:
                 nonlocal count
