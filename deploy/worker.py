@@ -1,11 +1,12 @@
 """One frontend worker process: what `deploy.workers` starts N of (the spawn context).
 
 A worker is a whole `frontend.server.Frontend` whose client ports are bound with
-SO_REUSEPORT.  It talks to its supervisor over one duplex pipe: it says when it
+SO_REUSEPORT.  It talks to its supervisor over one socket (a socketpair, read and
+written as asyncio streams: small length-prefixed JSON messages): it says when it is
 ``listening``, ``ready`` (every model can answer) and ``all_up`` (every instance is
 up), and answers each ``("scrape", seq)`` with ``("metrics", seq, text)``.  SIGTERM
 drains it (`Frontend.stop`); it ignores SIGINT (its supervisor stops it in order) and
-stops when the supervisor dies (the kernel's parent-death signal, or the pipe's end).
+stops when the supervisor dies (the kernel's parent-death signal, or the socket's end).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 from common.runtime import run_loop
@@ -47,7 +49,7 @@ class WorkerSpec:
     parent: int = field(default_factory=os.getpid)
 
 
-def worker_main(spec: WorkerSpec, conn: Connection) -> None:
+def worker_main(spec: WorkerSpec, sock: socket.socket) -> None:
     """The worker process's entry point; exits 0 after a drain, 1 when it failed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
@@ -58,7 +60,7 @@ def worker_main(spec: WorkerSpec, conn: Connection) -> None:
     if not exit_with_parent(spec.parent):
         sys.exit(0)
     try:
-        code = run_loop(serve_worker(spec, conn))
+        code = run_loop(serve_worker(spec, sock))
     except (OSError, RuntimeError, ValueError) as exc:
         log.error("frontend worker %d failed: %s", spec.index, exc)
         code = 1
@@ -73,41 +75,48 @@ def exit_with_parent(pid: int) -> bool:
     return os.getppid() == pid
 
 
-class _Pipe:
-    """The worker's end of the supervisor's pipe."""
-
-    def __init__(self, conn: Connection, metrics: Metrics, stop: asyncio.Event) -> None:
-        self.conn, self.metrics, self.stop = conn, metrics, stop
-
-    def tell(self, *message: Any) -> None:
-        with contextlib.suppress(OSError):  # the supervisor is gone: stop is set
-            self.conn.send(message)
-
-    def readable(self) -> None:
-        try:
-            _, seq = self.conn.recv()
-        except (EOFError, OSError):  # the supervisor is gone
-            asyncio.get_running_loop().remove_reader(self.conn.fileno())
-            self.stop.set()
-            return
-        self.tell("metrics", seq, self.metrics.render())
+async def read_message(reader: asyncio.StreamReader) -> list[Any] | None:
+    """The next message on a supervisor's socket (a 4-byte length, then JSON); None at
+    its end."""
+    try:
+        header = await reader.readexactly(4)
+        body = await reader.readexactly(int.from_bytes(header, "big"))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    message: list[Any] = json.loads(body)
+    return message
 
 
-async def serve_worker(spec: WorkerSpec, conn: Connection) -> int:
+def write_message(writer: asyncio.StreamWriter, *message: Any) -> None:
+    """Queue ``message`` on a supervisor's socket (lost if the other end is gone)."""
+    body = json.dumps(message).encode()
+    writer.write(len(body).to_bytes(4, "big") + body)
+
+
+async def _answer_scrapes(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, metrics: Metrics
+) -> None:
+    """Answer each ``("scrape", seq)``; return when the supervisor is gone."""
+    while (request := await read_message(reader)) is not None:
+        write_message(writer, "metrics", request[1], metrics.render())
+
+
+async def serve_worker(spec: WorkerSpec, sock: socket.socket) -> int:
     """Serve until SIGTERM (or the supervisor's end), then drain; the exit status."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     frontend = Frontend(spec.config)
-    pipe = _Pipe(conn, frontend.metrics, stop)
-    loop.add_reader(conn.fileno(), pipe.readable)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    scrapes = loop.create_task(_answer_scrapes(reader, writer, frontend.metrics), name="scrapes")
+    scrapes.add_done_callback(lambda _: stop.set())  # the supervisor is gone
     progress: asyncio.Task[None] | None = None
     status = 0
     try:
         await frontend.start(listen=spec.listen_at_once)
         if spec.listen_at_once:
-            pipe.tell("listening")
-        progress = loop.create_task(_announce(frontend, spec, pipe), name="announce")
+            write_message(writer, "listening")
+        progress = loop.create_task(_announce(frontend, spec, writer), name="announce")
         stopped = loop.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait({progress, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if progress in done and (error := progress.exception()) is not None:
@@ -118,22 +127,22 @@ async def serve_worker(spec: WorkerSpec, conn: Connection) -> int:
         log.info("frontend worker %d stopping", spec.index)
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(conn.fileno())
-        if progress is not None:
-            progress.cancel("worker stopping")
-            with contextlib.suppress(asyncio.CancelledError):
-                await progress
+        for task in (progress, scrapes):
+            if task is not None:
+                task.cancel("worker stopping")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await frontend.stop()
+        writer.close()
     return status
 
 
-async def _announce(frontend: Frontend, spec: WorkerSpec, pipe: _Pipe) -> None:
+async def _announce(frontend: Frontend, spec: WorkerSpec, writer: asyncio.StreamWriter) -> None:
     """Tell the supervisor each step; a restarted worker opens its ports once ready."""
     await frontend.wait_ready(FOREVER_S)
     if not spec.listen_at_once:
         await frontend.listen()
-        pipe.tell("listening")
-    pipe.tell("ready")
+        write_message(writer, "listening")
+    write_message(writer, "ready")
     await frontend.wait_ready(FOREVER_S, every_instance=True)
-    pipe.tell("all_up")
+    write_message(writer, "all_up")

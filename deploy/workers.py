@@ -31,7 +31,7 @@ and get SIGTERM from the kernel when the supervisor dies, so none outlives ``par
 
 Metrics.  Each worker keeps its own registry; the supervisor serves ``/metrics`` on the
 frontend's metrics port and, at each scrape, asks every worker for its text over the
-worker's pipe and merges the families, each sample labelled ``frontend_worker``.  One
+worker's socket and merges the families, each sample labelled ``frontend_worker``.  One
 scrape shows the whole frontend (``sum without (frontend_worker)``) and each worker's
 readiness (``parm_frontend_worker_ready``).  prometheus-client's multiprocess mode was
 not used: it cannot carry the gauges read from live state at scrape time, and it
@@ -52,7 +52,6 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -62,7 +61,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from common.backoff import Backoff
-from deploy.worker import WorkerSpec, worker_main
+from deploy.worker import WorkerSpec, read_message, worker_main, write_message
 from frontend.config import FrontendConfig
 from frontend.connections import ConnectionLimits
 from frontend.http import HttpServer
@@ -130,10 +129,13 @@ class Worker:
     #: set at each start (tests clear it to see the next)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     listening: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set once the process has exited and been reaped (cleared at each start)
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
     #: every model can answer / every instance is up (cleared when the process exits)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     all_up: asyncio.Event = field(default_factory=asyncio.Event)
-    conn: Connection | None = None
+    #: the supervisor's end of its socket, while it runs
+    writer: asyncio.StreamWriter | None = None
     scrapes: dict[int, asyncio.Future[str]] = field(default_factory=dict)
 
     @property
@@ -259,9 +261,14 @@ class FrontendWorkers:
         while not self._stopping:
             began = loop.time()
             spec = WorkerSpec(worker.index, config, listen_at_once=worker.restarts == 0)
-            self._spawn(worker, spec)
-            await _exited(worker)
-            self._closed(worker)
+            messages = await self._spawn(worker, spec)
+            try:
+                await _exited(worker.process)
+            finally:  # exited, or this supervision was cancelled: never leave a socket open
+                messages.cancel("worker exited")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await messages
+                self._closed(worker)
             if self._stopping:
                 return
             listened = worker.listening.is_set()
@@ -280,45 +287,46 @@ class FrontendWorkers:
                 backoff.reset()
             await asyncio.sleep(backoff.next())
 
-    def _spawn(self, worker: Worker, spec: WorkerSpec) -> None:
-        ours, theirs = self._context.Pipe(duplex=True)
+    async def _spawn(self, worker: Worker, spec: WorkerSpec) -> asyncio.Task[None]:
+        """Start ``worker``'s process; the task that reads its messages."""
+        ours, theirs = socket.socketpair()
         process = self._context.Process(
             target=worker_main,
             args=(spec, theirs),
             name=f"parm-frontend-{worker.index}",
             daemon=True,  # also ended by multiprocessing when this process exits
         )
-        process.start()
-        theirs.close()
-        worker.process, worker.conn = process, ours
-        asyncio.get_running_loop().add_reader(ours.fileno(), self._message, worker)
-        worker.started.set()
-
-    def _message(self, worker: Worker) -> None:
-        """One message from ``worker``'s pipe: a state change or a scrape's text."""
-        conn = worker.conn
-        assert conn is not None
         try:
-            kind, *rest = conn.recv()
-        except (EOFError, OSError):  # it exited: _exited() sees that too
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            return
-        if kind == "metrics":
-            seq, text = rest
-            pending = worker.scrapes.pop(seq, None)
-            if pending is not None and not pending.done():
-                pending.set_result(text)
-        else:
-            event = {"listening": worker.listening, "ready": worker.ready, "all_up": worker.all_up}
-            event[kind].set()
+            process.start()
+        finally:
+            theirs.close()
+        worker.process = process
+        worker.exited.clear()
+        reader, worker.writer = await asyncio.open_connection(sock=ours)
+        worker.started.set()
+        return asyncio.get_running_loop().create_task(
+            self._read(worker, reader), name=f"worker-{worker.index}-messages"
+        )
+
+    async def _read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
+        """``worker``'s messages: its state changes, and its scrapes' texts."""
+        events = {"listening": worker.listening, "ready": worker.ready, "all_up": worker.all_up}
+        while (message := await read_message(reader)) is not None:
+            kind, *rest = message
+            if kind == "metrics":
+                seq, text = rest
+                pending = worker.scrapes.pop(seq, None)
+                if pending is not None and not pending.done():
+                    pending.set_result(text)
+            else:
+                events[kind].set()
 
     def _closed(self, worker: Worker) -> None:
-        """After ``worker`` exited: forget its pipe, fail its scrapes, clear its state."""
-        if worker.conn is not None:
-            with contextlib.suppress(ValueError, OSError):  # already removed at EOF
-                asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            worker.conn.close()
-            worker.conn = None
+        """After ``worker`` exited: close its socket, fail its scrapes, clear its state."""
+        worker.exited.set()
+        if worker.writer is not None:
+            worker.writer.close()
+            worker.writer = None
         for pending in worker.scrapes.values():
             pending.cancel()
         worker.scrapes.clear()
@@ -341,16 +349,19 @@ class FrontendWorkers:
         if process is None or not worker.alive:
             return
         process.terminate()
-        if not await _exited(worker, grace + EXIT_MARGIN_S):
+        try:  # _supervise sees the exit; it sets ``exited``
+            await asyncio.wait_for(worker.exited.wait(), grace + EXIT_MARGIN_S)
+        except TimeoutError:
             log.warning("frontend worker %d did not drain in time; killing it", worker.index)
             process.kill()
-            await _exited(worker)
+            await worker.exited.wait()
 
     # -- metrics -----------------------------------------------------------------------
 
     async def scrape(self) -> str:
         """Every worker's metrics, merged, and the supervisor's own, as Prometheus text."""
-        live = [w for w in self.workers if w.alive and w.conn is not None]
+        # a worker still starting (or restarting) serves nobody yet: left out
+        live = [w for w in self.workers if w.listening.is_set() and w.writer is not None]
         texts = await asyncio.gather(*(self._scrape(w) for w in live))
         merged = merge_metrics({w.index: t for w, t in zip(live, texts, strict=True) if t})
         return merged + self._own_metrics()
@@ -360,8 +371,8 @@ class FrontendWorkers:
         reply = asyncio.get_running_loop().create_future()
         worker.scrapes[seq] = reply
         try:
-            assert worker.conn is not None
-            worker.conn.send(("scrape", seq))
+            assert worker.writer is not None
+            write_message(worker.writer, "scrape", seq)
             return await asyncio.wait_for(reply, SCRAPE_TIMEOUT_S)
         except (TimeoutError, asyncio.CancelledError, OSError):
             return None  # it is gone or stuck: the scrape shows the others
@@ -401,9 +412,8 @@ class FrontendWorkers:
         return render(families)
 
 
-async def _exited(worker: Worker, timeout: float | None = None) -> bool:
-    """Wait (without a thread) until ``worker``'s process exits; False on ``timeout``."""
-    process = worker.process
+async def _exited(process: BaseProcess | None) -> None:
+    """Wait (without a thread) until ``process`` exits, and reap it."""
     assert process is not None
     loop = asyncio.get_running_loop()
     done = loop.create_future()
@@ -415,13 +425,10 @@ async def _exited(worker: Worker, timeout: float | None = None) -> bool:
 
     loop.add_reader(sentinel, exited)
     try:
-        await asyncio.wait_for(done, timeout)
-    except TimeoutError:
-        return False
+        await done
     finally:
         loop.remove_reader(sentinel)
     process.join()  # reaped: its exit code is known
-    return True
 
 
 # ---------------------------------------------------------------- metrics text
