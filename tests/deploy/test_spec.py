@@ -132,7 +132,7 @@ default_output = [0.0, 1.0]
         ("[frontend]\nport = 1\n", r"unknown \[frontend\] keys \['port'\]"),
         (
             "[frontend]\nworkers = 0\n[[models]]\nname = 'm'\nbase = 'b'\nmode = 'none'\n",
-            "frontend workers: expected a number >= 1, got 0",
+            "frontend workers: expected a whole number >= 1, got 0",
         ),
         ("[[models]]\nbase = 'b'\n", "needs a name"),
         ("[[models]]\nname = 'm'\n", "missing 'base'"),
