@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from tests.frontend.cluster import (
 from tests.model_container.container_process import alive, inference_stub
 
 #: every answer is an original: the reconstruction would have to wait this long
-ORIGINALS_ONLY = {"decode_grace": 60_000}
+ORIGINALS_ONLY_MS = 60_000
 DELAY_MS = "100"
 CALL_TIMEOUT_S = 120.0
 #: gRPC shares one connection among a process's channels to the same target unless
@@ -131,7 +131,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 @pytest.fixture(scope="module")
 def containers(bundles: Bundles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containers]:
     delay = ["--delay-ms", DELAY_MS]
-    specs = {
+    specs: dict[str, tuple[Path, Sequence[str]]] = {
         "d0": (bundles.base, delay),
         "d1": (bundles.base, delay),
         "p0": (bundles.parity, delay),
@@ -147,7 +147,7 @@ def reference(bundles: Bundles) -> Reference:
 
 
 def workers_config(bundles: Bundles, containers: Containers) -> FrontendConfig:
-    model = coded_model(bundles, containers, ["d0", "d1"], ["p0"], **ORIGINALS_ONLY)
+    model = coded_model(bundles, containers, ["d0", "d1"], ["p0"], decode_grace=ORIGINALS_ONLY_MS)
     return FrontendConfig(
         models=(model,), grpc_port=0, metrics_port=0, workers=2, shutdown_grace_s=60.0
     )
