@@ -4,7 +4,7 @@ parm up        start a local cluster (the demo model when none is named)
 parm predict   send a few queries and print each answer with its provenance
 parm frontend  the frontend alone, from a file naming its instances (in a container)
 parm deploy    containers on one or more Docker hosts (``parm deploy docker up|down``)
-parm bench     benchmarks (``overhead``, ``latency``, ``calibrate``, ``codes``)
+parm bench     benchmarks (``overhead``, ``workers``, ``latency``, ``calibrate``, ``codes``)
 parm sim       the discrete-event simulator over the frontend's coordinator
 parm train     train base models, parity models and learned codes (``cli.train``)
 parm eval      accuracy of a parity model: A_a, A_d, A_o (``cli.train``)
@@ -120,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     overhead.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     overhead.add_argument("--no-append", action="store_true", help="print only")
     overhead.set_defaults(run=_bench_overhead)
+    workers = bench.add_parser("workers", help="throughput through 1 and N frontend processes")
+    workers.add_argument("--workers", type=int, default=2, help="frontend processes (default 2)")
+    workers.add_argument("--queries", type=int, default=3000, help="measured queries per run")
+    workers.add_argument("--rounds", type=int, default=2, help="1 and N workers, alternated")
+    workers.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    workers.add_argument("--no-append", action="store_true", help="print only")
+    workers.set_defaults(run=_bench_workers)
     from cli.bench import add_bench, add_sim  # argparse only: cheap to import
 
     add_bench(bench, parm_home)
@@ -237,6 +244,13 @@ def _bench_overhead(args: argparse.Namespace) -> int:
     return run_loop(
         run_overhead(args.queries, None if args.no_append else args.results, parm_home())
     )
+
+
+def _bench_workers(args: argparse.Namespace) -> int:
+    from bench.workers import run_workers
+
+    results = None if args.no_append else args.results
+    return run_loop(run_workers(args.workers, args.queries, args.rounds, results, parm_home()))
 
 
 if __name__ == "__main__":
