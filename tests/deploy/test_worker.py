@@ -22,7 +22,7 @@ def test_messages_cross_the_socket_whole_and_in_order() -> None:
         write_message(writer, "metrics", 7, big)
         writer.close()
         await writer.wait_closed()
-        got = [await read_message(reader) for _ in range(3)]
+        got: list[object] = [await read_message(reader) for _ in range(3)]
         ours_writer.close()
         await ours_writer.wait_closed()
         return got
