@@ -18,11 +18,16 @@ def test_messages_cross_the_socket_whole_and_in_order() -> None:
         ours, theirs = socket.socketpair()
         reader, ours_writer = await asyncio.open_connection(sock=ours)
         _, writer = await asyncio.open_connection(sock=theirs)
-        write_message(writer, "listening")
-        write_message(writer, "metrics", 7, big)
-        writer.close()
-        await writer.wait_closed()
+
+        async def send() -> None:
+            write_message(writer, "listening")
+            write_message(writer, "metrics", 7, big)
+            writer.close()
+            await writer.wait_closed()  # once the reader has taken it all
+
+        sending = asyncio.ensure_future(send())
         got: list[object] = [await read_message(reader) for _ in range(3)]
+        await sending
         ours_writer.close()
         await ours_writer.wait_closed()
         return got
