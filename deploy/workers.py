@@ -79,6 +79,8 @@ MAX_FAILED_STARTS = 3
 SCRAPE_TIMEOUT_S = 5.0
 #: after the shutdown grace, how long a worker gets to exit before SIGKILL
 EXIT_MARGIN_S = 5.0
+#: the supervisor's metrics port: connections open and scrapes at once
+METRICS_CONNECTIONS, METRICS_REQUESTS = 64, 8
 
 
 class WorkerFailedError(RuntimeError):
@@ -178,8 +180,11 @@ class FrontendWorkers:
         if self.config.http_port is not None:
             self.http_port = self._hold(self.config.http_port)
         if self.config.metrics_port is not None:
-            limits = ConnectionLimits(
-                64, self.config.http_idle_timeout_s, self.config.http_read_timeout_s, 8
+            limits = ConnectionLimits(  # a port for Prometheus, not for clients
+                METRICS_CONNECTIONS,
+                self.config.http_idle_timeout_s,
+                self.config.http_read_timeout_s,
+                METRICS_REQUESTS,
             )
             app = metrics_app(self.scrape)
             name = "Prometheus /metrics (all workers)"
@@ -229,8 +234,8 @@ class FrontendWorkers:
             raise TimeoutError(f"frontend workers not ready after {timeout:.0f} s: {waiting}")
 
     async def stop(self, grace: float | None = None) -> None:
-        """SIGTERM every worker (each drains for ``grace``, default ``shutdown_grace_s``),
-        SIGKILL what is left after a margin, then close the ports."""
+        """SIGTERM every worker (each drains for its ``shutdown_grace_s``), SIGKILL one
+        still running ``grace`` (default: the same) plus a margin later, close the ports."""
         self._stopping = True
         grace = self.config.shutdown_grace_s if grace is None else grace
         await asyncio.gather(*(self._terminate(w, grace) for w in self.workers))
