@@ -188,6 +188,14 @@ def get(url: str) -> tuple[int, object]:
         return exc.code, json.loads(exc.read())
 
 
+def parm_frontend(config: FrontendConfig, path: Path) -> subprocess.Popen[str]:
+    """``parm frontend --config path`` with ``config`` written there, as a process."""
+    path.write_text(dump_frontend_config(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+
+
 def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
     """The entry point of the frontend image, as a process: live at once, not ready while
     its instance is missing, and SIGTERM stops it cleanly."""
@@ -195,11 +203,7 @@ def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path
     http = free_port()
     model = ModelConfig("m", bundle, (InstanceAddress("data-0", "127.0.0.1:9"),), mode=Mode.NONE)
     config = FrontendConfig((model,), grpc_port=free_port(), http_port=http, metrics_port=0)
-    path = tmp_path / "frontend.toml"
-    path.write_text(dump_frontend_config(config))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = parm_frontend(config, tmp_path / "frontend.toml")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -229,11 +233,7 @@ def test_parm_frontend_with_workers_serves_on_one_port_and_leaves_no_worker(
     config = FrontendConfig(
         (model,), grpc_port=free_port(), http_port=http, metrics_port=metrics, workers=2
     )
-    path = tmp_path / "frontend.toml"
-    path.write_text(dump_frontend_config(config))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = parm_frontend(config, tmp_path / "frontend.toml")
     try:
         text = _when_both_workers_listen(proc, f"http://127.0.0.1:{metrics}/metrics")
         assert get(f"http://127.0.0.1:{http}/v2/health/ready") == (400, {"ready": False})
