@@ -400,7 +400,7 @@ class FrontendWorkers:
             per_worker(
                 GaugeMetricFamily(
                     "parm_frontend_worker_ready",
-                    "1 when the worker's models can all answer",
+                    "1 once the worker's models could all answer since it (re)started",
                     labels=[WORKER],
                 ),
                 lambda w: w.ready.is_set(),
