@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -30,28 +31,44 @@ class ClosedLoop:
     queries: int
     warmup: int = 200
     data: str | None = None  # a data set to sample inputs from (bench.inputs); None: noise
+    #: gRPC connections, used in turn by the workers: several spread the calls over a
+    #: frontend's worker processes (the kernel gives each connection to one of them)
+    channels: int = 1
+
+
+#: a channel of its own connection (gRPC shares one among a process's channels otherwise)
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 async def run_closed_loop(spec: ClosedLoop) -> dict[str, object]:
-    async with grpc.aio.insecure_channel(spec.url) as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
-        meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name=spec.model), timeout=10)
-        tensor = meta.inputs[0]
-        shape = [1, *tensor.shape[1:]]
-        xs = query_inputs(shape, dtype_of(tensor.datatype), 64, 0, spec.data)
-        requests = [make_infer_request(spec.model, {tensor.name: x}) for x in xs]
+    channels = [grpc.aio.insecure_channel(spec.url, OWN_CONNECTION) for _ in range(spec.channels)]
+    try:
+        return await _run(spec, [pb_grpc.GRPCInferenceServiceStub(c) for c in channels])
+    finally:
+        for channel in channels:
+            await channel.close()
 
-        async def send(i: int) -> Outcome:
-            try:
-                response = await stub.ModelInfer(requests[i % len(requests)])
-            except grpc.aio.AioRpcError as exc:
-                return Outcome(error=exc.code().name)
-            param = response.parameters.get("parm_source")
-            return Outcome(param.string_param if param is not None else "original")
 
-        return await closed_loop(
-            send, concurrency=spec.concurrency, queries=spec.queries, warmup=spec.warmup
-        )
+async def _run(spec: ClosedLoop, stubs: list[Any]) -> dict[str, object]:
+    stub = stubs[0]
+    meta = await stub.ModelMetadata(pb.ModelMetadataRequest(name=spec.model), timeout=10)
+    tensor = meta.inputs[0]
+    shape = [1, *tensor.shape[1:]]
+    xs = query_inputs(shape, dtype_of(tensor.datatype), 64, 0, spec.data)
+    requests = [make_infer_request(spec.model, {tensor.name: x}) for x in xs]
+
+    async def send(i: int) -> Outcome:
+        try:
+            on = stubs[i % len(stubs)]
+            response = await on.ModelInfer(requests[i % len(requests)])
+        except grpc.aio.AioRpcError as exc:
+            return Outcome(error=exc.code().name)
+        param = response.parameters.get("parm_source")
+        return Outcome(param.string_param if param is not None else "original")
+
+    return await closed_loop(
+        send, concurrency=spec.concurrency, queries=spec.queries, warmup=spec.warmup
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -62,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--queries", type=int, default=2000)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--data", help="sample inputs from this data set (e.g. digits); default noise")
+    p.add_argument("--channels", type=int, default=1, help="gRPC connections, used in turn")
     a = p.parse_args(argv)
-    spec = ClosedLoop(a.url, a.model, a.concurrency, a.queries, a.warmup, a.data)
+    spec = ClosedLoop(a.url, a.model, a.concurrency, a.queries, a.warmup, a.data, a.channels)
     try:
         import uvloop
 

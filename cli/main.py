@@ -4,7 +4,7 @@ parm up        start a local cluster (the demo model when none is named)
 parm predict   send a few queries and print each answer with its provenance
 parm frontend  the frontend alone, from a file naming its instances (in a container)
 parm deploy    containers on one or more Docker hosts (``parm deploy docker up|down``)
-parm bench     benchmarks (``overhead``, ``latency``, ``calibrate``, ``codes``)
+parm bench     benchmarks (``overhead``, ``workers``, ``latency``, ``calibrate``, ``codes``)
 parm sim       the discrete-event simulator over the frontend's coordinator
 parm train     train base models, parity models and learned codes (``cli.train``)
 parm eval      accuracy of a parity model: A_a, A_d, A_o (``cli.train``)
@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--slo-ms", type=float, help="deadline when a client gives none")
     up.add_argument("--grpc-port", type=int, default=8001)
+    up.add_argument(
+        "--frontend-workers", type=int, metavar="N",
+        help="frontend processes sharing the client ports (SO_REUSEPORT), each with its own "
+        "coding groups over every instance (default: the file's, else 1: in this process)",
+    )  # fmt: skip
     up.add_argument("--device", default="auto", help="auto, cpu, cuda (instances)")
     up.add_argument(
         "--inject", action="append", default=[], metavar="NAME:delay_ms=D[,prob=P][,fail_prob=Q]"
@@ -123,6 +128,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     overhead.add_argument("--rounds", type=int, default=3, help="--baseline: turns each")
     overhead.set_defaults(run=_bench_overhead)
+    workers = bench.add_parser("workers", help="throughput through 1 and N frontend processes")
+    workers.add_argument("--workers", type=int, default=2, help="frontend processes (default 2)")
+    workers.add_argument("--queries", type=int, default=3000, help="measured queries per run")
+    workers.add_argument("--rounds", type=int, default=2, help="1 and N workers, alternated")
+    workers.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
+    workers.add_argument("--no-append", action="store_true", help="print only")
+    workers.set_defaults(run=_bench_workers)
     from cli.bench import add_bench, add_sim  # argparse only: cheap to import
 
     add_bench(bench, parm_home)
@@ -193,6 +205,8 @@ def _up(args: argparse.Namespace) -> int:
         )
 
     deployment = with_http_ports(deployment, args)
+    if args.frontend_workers is not None:
+        deployment = dataclasses.replace(deployment, frontend_workers=args.frontend_workers)
 
     async def run() -> None:
         cluster = LocalCluster(deployment, parm_home() / "logs", network=network_spec(args))
@@ -244,6 +258,13 @@ def _bench_overhead(args: argparse.Namespace) -> int:
     return run_loop(
         run_overhead(args.queries, None if args.no_append else args.results, parm_home())
     )
+
+
+def _bench_workers(args: argparse.Namespace) -> int:
+    from bench.workers import run_workers
+
+    results = None if args.no_append else args.results
+    return run_loop(run_workers(args.workers, args.queries, args.rounds, results, parm_home()))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ many to start::
     grpc_port = 8001
     http_port = 8000
     metrics_port = 8002
+    workers = 1          # frontend processes sharing these ports (SO_REUSEPORT)
 
     [[models]]
     name = "digits"
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.spec import INSTANCE_KEYS, DeploymentError, read_model_entry
+from deploy.workers import FrontendWorkers
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
 
@@ -63,6 +65,7 @@ FRONTEND_KEYS = (
     *("http_max_connections", "http_max_requests", "http_idle_timeout_s", "http_read_timeout_s"),
     *("grpc_max_connections", "grpc_max_streams", "grpc_idle_timeout_s"),
     *("grpc_handshake_timeout_s", "stream_max_inflight", "shutdown_grace_s"),
+    "workers",  # processes sharing the ports (deploy.workers)
 )
 ADDRESS_KEYS = {"name", "grpc", "stream", "parity_index"}
 #: the frontend file's former key names (ModelConfig's fields) and what they are now
@@ -211,28 +214,48 @@ async def serve_frontend(config: FrontendConfig) -> None:
 
     The frontend does not wait for its instances: in a container they may start after
     it.  It answers UNAVAILABLE (HTTP 503) and reports not-ready until they are up,
-    and logs when every model is ready.
+    and logs when every model is ready.  With ``workers`` > 1 the frontend runs in
+    that many processes sharing the ports (`deploy.workers`), supervised from here.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
-    frontend = Frontend(config)
-    announce: asyncio.Task[None] | None = None
     try:
-        await frontend.start()
-        announce = loop.create_task(_announce_ready(frontend), name="announce-ready")
-        await stop.wait()
-        log.info("frontend stopping")
+        if config.workers > 1:
+            await _serve_workers(FrontendWorkers(config), stop)
+        else:
+            await _serve_one(Frontend(config), stop)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+
+
+async def _serve_one(frontend: Frontend, stop: asyncio.Event) -> None:
+    announce: asyncio.Task[None] | None = None
+    try:
+        await frontend.start()
+        announce = asyncio.get_running_loop().create_task(
+            _announce_ready(frontend), name="announce-ready"
+        )
+        await stop.wait()
+        log.info("frontend stopping")
+    finally:
         if announce is not None:
             announce.cancel("frontend stopping")
             with contextlib.suppress(asyncio.CancelledError):
                 await announce
         await frontend.stop()
+
+
+async def _serve_workers(workers: FrontendWorkers, stop: asyncio.Event) -> None:
+    try:
+        await workers.start()
+        await stop.wait()
+        log.info("frontend stopping: draining %d workers", len(workers.workers))
+    finally:
+        await workers.stop()
 
 
 async def _announce_ready(frontend: Frontend) -> None:

@@ -1,4 +1,6 @@
-"""The local launcher: every instance a child process, the frontend in this process.
+"""The local launcher: every instance a child process, the frontend in this process
+(or, with ``frontend_workers`` > 1, in that many supervised worker processes sharing its
+ports: `deploy.workers`).
 
 ``LocalCluster`` starts one model container per instance, supervises them (a dead
 instance is restarted, with back-off, while the frontend treats it as down until its
@@ -38,6 +40,7 @@ from common.backoff import Backoff
 from common.bundle import NAME_RULE, is_safe_name
 from deploy.netns import HostNetwork, NetworkSpec
 from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment
+from deploy.workers import FrontendWorkers
 from frontend.config import FrontendConfig, InstanceAddress, ModelConfig
 from frontend.server import Frontend
 from model_container.config import ContainerConfig
@@ -123,17 +126,38 @@ class LocalCluster:
         keys = [inst.key for inst in self.instances.values()]
         self.network = HostNetwork(keys, network) if network is not None else None
         # On a netns network the instances' addresses exist once start() built it.
-        self._frontend = None if network else Frontend(self.frontend_config())
+        self._front = None if network else self._make_front()
         self._supervisors: set[asyncio.Task[None]] = set()
         self._stopping = False
         #: while start() waits: set to the error of the first instance given up
         self._failed: asyncio.Future[InstanceFailedError] | None = None
 
+    def _make_front(self) -> Frontend | FrontendWorkers:
+        config = self.frontend_config()
+        return FrontendWorkers(config) if config.workers > 1 else Frontend(config)
+
+    @property
+    def front(self) -> Frontend | FrontendWorkers:
+        """The frontend: in this process, or its supervised worker processes."""
+        if self._front is None:
+            raise RuntimeError("on a netns network the frontend is built by start()")
+        return self._front
+
     @property
     def frontend(self) -> Frontend:
-        if self._frontend is None:
-            raise RuntimeError("on a netns network the frontend is built by start()")
-        return self._frontend
+        """The frontend in this process (one worker)."""
+        front = self.front
+        if not isinstance(front, Frontend):
+            raise RuntimeError(f"the frontend runs in {front.config.workers} worker processes")
+        return front
+
+    @property
+    def workers(self) -> FrontendWorkers:
+        """The frontend's worker processes (``frontend_workers`` > 1)."""
+        front = self.front
+        if not isinstance(front, FrontendWorkers):
+            raise RuntimeError("the frontend runs in this process (one worker)")
+        return front
 
     def frontend_config(self) -> FrontendConfig:
         d = self.deployment
@@ -143,6 +167,7 @@ class LocalCluster:
             grpc_port=d.grpc_port,
             http_port=d.http_port,
             metrics_port=d.metrics_port,
+            workers=d.frontend_workers,
         )
 
     def _model_config(self, model: ModelDeployment) -> ModelConfig:
@@ -168,21 +193,21 @@ class LocalCluster:
             await asyncio.to_thread(self.network.create)
             for inst in self.instances.values():
                 inst.host = self.network.host(inst.key).address
-            self._frontend = Frontend(self.frontend_config())
+            self._front = self._make_front()
         loop = asyncio.get_running_loop()
         self._failed = loop.create_future()
         for inst in self.instances.values():
             task = loop.create_task(self._supervise(inst), name=f"supervise-{inst.name}")
             self._supervisors.add(task)
             task.add_done_callback(self._supervisors.discard)
-        await self.frontend.start()
+        await self.front.start()
         await self._wait_ready(ready_timeout, self._failed)
 
     async def _wait_ready(
         self, timeout: float, failed: asyncio.Future[InstanceFailedError]
     ) -> None:
         """The frontend's readiness wait, cut short when an instance is given up."""
-        ready = asyncio.ensure_future(self.frontend.wait_ready(timeout, every_instance=True))
+        ready = asyncio.ensure_future(self.front.wait_ready(timeout, every_instance=True))
         waits: set[asyncio.Future[Any]] = {ready, failed}
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -200,8 +225,8 @@ class LocalCluster:
     async def stop(self) -> None:
         """Frontend first (drain), then the children: SIGTERM, then SIGKILL."""
         self._stopping = True
-        if self._frontend is not None:
-            await self._frontend.stop()
+        if self._front is not None:
+            await self._front.stop()
         for task in list(self._supervisors):
             task.cancel("cluster stopping")
         await asyncio.gather(*(self._terminate(inst) for inst in self.instances.values()))
@@ -322,11 +347,15 @@ class LocalCluster:
 
     def endpoints(self) -> Iterator[str]:
         d = self.deployment
-        yield f"frontend  v2 gRPC  {d.host}:{self.frontend.grpc_port}"
-        if self.frontend.http_port is not None:
-            yield f"frontend  v2 HTTP  http://{d.host}:{self.frontend.http_port}  (docs: /docs)"
-        if self.frontend.metrics_port is not None:
-            yield f"frontend  metrics  http://{d.host}:{self.frontend.metrics_port}/metrics"
+        front = self.front
+        yield f"frontend  v2 gRPC  {d.host}:{front.grpc_port}"
+        if front.http_port is not None:
+            yield f"frontend  v2 HTTP  http://{d.host}:{front.http_port}  (docs: /docs)"
+        if front.metrics_port is not None:
+            yield f"frontend  metrics  http://{d.host}:{front.metrics_port}/metrics"
+        if isinstance(front, FrontendWorkers):
+            pids = ", ".join(str(w.pid) for w in front.workers)
+            yield f"frontend  {len(front.workers)} worker processes sharing the ports: {pids}"
         for inst in self.instances.values():
             role = inst.bundle.name
             yield (

@@ -6,6 +6,7 @@ A deployment file (``parm up --config``) is TOML::
     grpc_port = 8001
     http_port = 8000          # KServe v2 REST and Clipper REST (parm up: 8000 by default)
     metrics_port = 8002       # Prometheus /metrics (parm up: 8002 by default)
+    workers = 1               # frontend processes sharing these ports (deploy.workers)
 
     [[models]]
     name = "digits"
@@ -186,11 +187,18 @@ class Deployment:
     #: the frontend's HTTP API and /metrics ports; None: not served
     http_port: int | None = None
     metrics_port: int | None = None
+    #: frontend processes sharing the client ports (``deploy.workers``); 1: in-process
+    frontend_workers: int = 1
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.models]
         if not names or len(set(names)) != len(names):
             raise DeploymentError(f"expected one or more uniquely named models, got {names}")
+        workers = self.frontend_workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise DeploymentError(
+                f"frontend workers: expected a whole number >= 1, got {workers!r}"
+            )
 
 
 MODEL_SETTINGS = {
@@ -258,10 +266,13 @@ def load_deployment(path: Path) -> Deployment:
         doc = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise DeploymentError(f"cannot read deployment file {path}: {exc}") from None
-    front = doc.get("frontend", {})
+    front = dict(doc.get("frontend", {}))
     unknown = set(front) - {"host", "grpc_port", "http_port", "metrics_port", "device", "threads"}
+    unknown -= {"workers"}
     if unknown:
         raise DeploymentError(f"{path}: unknown [frontend] keys {sorted(unknown)}")
+    if "workers" in front:
+        front["frontend_workers"] = front.pop("workers")
     models = tuple(_model(entry, path.parent) for entry in doc.get("models", []))
     return Deployment(models=models, **front)
 

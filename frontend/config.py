@@ -217,8 +217,16 @@ class FrontendConfig:
     #: on stop, calls in flight get this many seconds to finish; the rest are answered
     #: UNAVAILABLE (gRPC) / 503 (HTTP)
     shutdown_grace_s: float = 2.0
+    #: frontend processes serving this configuration on one host, sharing its ports
+    #: (``deploy.workers``); a `frontend.server.Frontend` is always one of them
+    workers: int = 1
+    #: bind the client ports with SO_REUSEPORT, so that the workers share them (set
+    #: by ``deploy.workers`` for each worker, not in files)
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers: expected a whole number >= 1, got {self.workers!r}")
         names = [m.name for m in self.models]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}")

@@ -410,9 +410,19 @@ def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttp]:
 class HttpServer:
     """One ASGI application served by uvicorn in the running loop, as a task owned here."""
 
-    def __init__(self, app: Any, host: str, port: int, name: str, limits: ConnectionLimits) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        name: str,
+        limits: ConnectionLimits,
+        reuse_port: bool = False,
+    ) -> None:
+        """``reuse_port``: bind with SO_REUSEPORT, to share the port with other workers."""
         self._app, self._host, self._port, self.name = app, host, port, name
         self.limits = limits
+        self._reuse_port = reuse_port
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -422,7 +432,7 @@ class HttpServer:
         The socket is bound here, so a port in use raises OSError at once (uvicorn
         would call ``sys.exit`` from inside its task instead).
         """
-        sock = _listen(self._host, self._port)
+        sock = _listen(self._host, self._port, self._reuse_port)
         config = uvicorn.Config(
             self._app,
             log_config=None,  # the process's logging configuration stays as it is
@@ -453,8 +463,8 @@ class HttpServer:
             log.error("HTTP server %s crashed", self.name, exc_info=error)
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def _listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=2048)
+    sock = socket.create_server((host, port), family=family, backlog=2048, reuse_port=reuse_port)
     sock.setblocking(False)
     return sock

@@ -76,7 +76,8 @@ class Frontend:
         self.http_port = config.http_port
         self.metrics_port = config.metrics_port
 
-    async def start(self) -> None:
+    async def start(self, listen: bool = True) -> None:
+        """Start the model services and, with ``listen``, the client ports (`listen`)."""
         self._crashed = asyncio.get_running_loop().create_future()
         for service in self.services.values():
             task = asyncio.get_running_loop().create_task(
@@ -85,6 +86,12 @@ class Frontend:
             self._tasks.add(task)
             task.add_done_callback(self._service_ended)
         self._descriptors = raise_descriptor_limit()
+        if listen:
+            await self.listen()
+
+    async def listen(self) -> None:
+        """Open the gRPC port, then the HTTP ones; a worker that restarts opens them
+        only once its models are ready (``deploy.workers``)."""
         server = grpc.aio.server(options=grpc_options(self.config))
         InferenceServicer(self.api, self.calls).register(server)
         self.grpc_port = server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
@@ -108,7 +115,8 @@ class Frontend:
         )
         if http_port is not None:
             api = api_app(self.api, self.calls)
-            self._http.append(HttpServer(api, host, http_port, "v2 REST + Clipper", limits))
+            name = "v2 REST + Clipper"
+            self._http.append(HttpServer(api, host, http_port, name, limits, config.reuse_port))
             self.http_port = await self._http[-1].start()
         if metrics_port is not None:
             app = metrics_app(self.metrics)
@@ -194,7 +202,7 @@ def grpc_options(config: FrontendConfig) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", limit),
         ("grpc.max_send_message_length", limit),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(config.reuse_port)),
         ("grpc.max_allowed_incoming_connections", config.grpc_max_connections),
         ("grpc.max_concurrent_streams", config.grpc_max_streams),
         ("grpc.max_connection_idle_ms", round(config.grpc_idle_timeout_s * 1000)),

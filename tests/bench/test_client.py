@@ -68,3 +68,23 @@ def test_warm_up_queries_are_sent_but_not_measured():
     assert len(servicer.shapes) == 6
     assert result["sources"] == {"reconstructed": 1, "original": 1}  # queries 4 and 6
     assert result["errors"] == {"RESOURCE_EXHAUSTED": 1}
+
+
+class Peers(Counting):
+    """`Counting` that records which connection each query came on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[str] = []
+
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> Any:
+        self.peers.append(context.peer())
+        return await super().ModelInfer(request, context)
+
+
+def test_several_channels_are_several_connections_used_in_turn():
+    servicer = Peers()
+    spec = ClosedLoop("", "m", concurrency=1, queries=9, warmup=0, channels=3)
+    asyncio.run(against_server(spec, servicer))
+    assert len(set(servicer.peers)) == 3
+    assert servicer.peers[:3] == servicer.peers[3:6] == servicer.peers[6:]

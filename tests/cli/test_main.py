@@ -178,3 +178,17 @@ def test_link_options_without_a_network_are_an_error(tmp_path: Path) -> None:
 
     args = ["up", "--base", str(tmp_path), "--name", "m", "--mode", "none", "--link-mbit", "5"]
     assert main([*args, *FREE_HTTP]) == 2
+
+
+def test_up_runs_the_frontend_workers_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    started = recorded_starts(monkeypatch)
+    base = ["up", "--base", str(tmp_path), "--name", "m", "--mode", "none", *FREE_HTTP]
+    for flags in ([], ["--frontend-workers", "4"]):
+        with pytest.raises(_Started):
+            main([*base, *flags])
+    assert [d.frontend_workers for d, _ in started] == [1, 4]  # type: ignore[attr-defined]
+    assert main([*base, "--frontend-workers", "0"]) == 2

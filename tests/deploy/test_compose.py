@@ -131,3 +131,55 @@ def test_grafana_is_provisioned_with_the_datasource_the_dashboard_uses(
     mounts = services["grafana"]["volumes"]
     assert f"./grafana/dashboards:{provider['options']['path']}:ro" in mounts
     assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with compose's merge tags (``!reset``, ``!override``), read as plain values."""
+
+
+def _untagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+for _tag in ("!reset", "!override"):
+    _ComposeLoader.add_constructor(_tag, _untagged)
+
+
+def load_override(path: Path) -> Any:
+    return yaml.load(path.read_text(), _ComposeLoader)  # a SafeLoader: no objects
+
+
+def test_the_replicas_override_puts_the_frontends_behind_a_balancer(
+    services: dict[str, Any],
+) -> None:
+    override = load_override(COMPOSE / "docker-compose.replicas.yml")["services"]
+    frontend = override["frontend"]
+    assert frontend["deploy"]["replicas"] == "${FRONTENDS:-2}"
+    assert frontend["ports"] == []  # YAML's !reset: the balancer publishes them
+    config = load_frontend_config(COMPOSE / "frontend.toml")
+    client_ports = [config.http_port, config.grpc_port]
+    lb = override["frontend-lb"]
+    assert lb["ports"] == [f"{p}:{p}" for p in client_ports]
+    assert "./frontend-lb.conf:/etc/nginx/nginx.conf:ro" in lb["volumes"]
+    conf = (COMPOSE / "frontend-lb.conf").read_text()
+    for port in client_ports:
+        assert f"listen {port};" in conf and f"{port} frontend:{port};" in conf
+    mount = "./prometheus.replicas.yml:/etc/prometheus/prometheus.yml:ro"
+    assert override["prometheus"]["volumes"] == [mount]
+
+
+def test_the_replicas_prometheus_finds_every_frontend_and_instance() -> None:
+    single = load(COMPOSE / "prometheus.yml")
+    replicas = load(COMPOSE / "prometheus.replicas.yml")
+    jobs = {job["job_name"]: job for job in replicas["scrape_configs"]}
+    (found,) = jobs["parm-frontend"]["dns_sd_configs"]
+    port = load_frontend_config(COMPOSE / "frontend.toml").metrics_port
+    assert found == {"names": ["frontend"], "type": "A", "port": port}
+    others = [job for job in single["scrape_configs"] if job["job_name"] != "parm-frontend"]
+    assert [job for job in replicas["scrape_configs"] if job["job_name"] != "parm-frontend"] == (
+        others
+    )

@@ -61,7 +61,7 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     )
     config = FrontendConfig(
         (model,), host="0.0.0.0", grpc_port=1, http_port=2, metrics_port=3,
-        http_max_requests=7, grpc_max_streams=9, shutdown_grace_s=0.5,
+        http_max_requests=7, grpc_max_streams=9, shutdown_grace_s=0.5, workers=3,
     )  # fmt: skip
     path = tmp_path / "frontend.toml"
     path.write_text(dump_frontend_config(config))
@@ -188,6 +188,14 @@ def get(url: str) -> tuple[int, object]:
         return exc.code, json.loads(exc.read())
 
 
+def parm_frontend(config: FrontendConfig, path: Path) -> subprocess.Popen[str]:
+    """``parm frontend --config path`` with ``config`` written there, as a process."""
+    path.write_text(dump_frontend_config(config))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
+    return subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+
+
 def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path: Path) -> None:
     """The entry point of the frontend image, as a process: live at once, not ready while
     its instance is missing, and SIGTERM stops it cleanly."""
@@ -195,11 +203,7 @@ def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path
     http = free_port()
     model = ModelConfig("m", bundle, (InstanceAddress("data-0", "127.0.0.1:9"),), mode=Mode.NONE)
     config = FrontendConfig((model,), grpc_port=free_port(), http_port=http, metrics_port=0)
-    path = tmp_path / "frontend.toml"
-    path.write_text(dump_frontend_config(config))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "cli", "frontend", "--config", str(path)]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    proc = parm_frontend(config, tmp_path / "frontend.toml")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -216,3 +220,56 @@ def test_parm_frontend_serves_before_its_instances_and_stops_on_sigterm(tmp_path
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "frontend stopping" in err
+
+
+def test_parm_frontend_with_workers_serves_on_one_port_and_leaves_no_worker(
+    tmp_path: Path,
+) -> None:
+    """``workers = 2``: both processes answer on the shared ports, /metrics shows both,
+    and SIGTERM stops the supervisor and its workers."""
+    bundle = make_bundle(tmp_path / "base", name="m")
+    http, metrics = free_port(), free_port()
+    model = ModelConfig("m", bundle, (InstanceAddress("data-0", "127.0.0.1:9"),), mode=Mode.NONE)
+    config = FrontendConfig(
+        (model,), grpc_port=free_port(), http_port=http, metrics_port=metrics, workers=2
+    )
+    proc = parm_frontend(config, tmp_path / "frontend.toml")
+    try:
+        text = _when_both_workers_listen(proc, f"http://127.0.0.1:{metrics}/metrics")
+        assert get(f"http://127.0.0.1:{http}/v2/health/ready") == (400, {"ready": False})
+        children = _children(proc.pid)  # the workers, and multiprocessing's resource tracker
+        spawned = [pid for pid in children if b"spawn_main" in _cmdline(pid)]
+        assert len(spawned) == 2
+        assert 'parm_model_ready{frontend_worker="1",model="m"} 0.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "frontend stopping: draining 2 workers" in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in spawned)  # reaped by parm
+
+
+def _when_both_workers_listen(proc: subprocess.Popen[str], url: str) -> str:
+    """The merged metrics, once both workers are up (polled: a process, not a loop)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text: str = r.read().decode()
+            if all(f'parm_model_ready{{frontend_worker="{w}"' in text for w in "01"):
+                return text
+        except OSError:  # not listening yet, or busy starting
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "it did not start"
+        time.sleep(0.1)
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -44,6 +44,7 @@ def test_the_resources(base: dict[tuple[str, str], dict[str, Any]]) -> None:
         ("PersistentVolumeClaim", "parm-bundles"),
         ("Deployment", "parm-frontend"),
         ("Service", "parm-frontend"),
+        ("Service", "parm-frontend-pods"),
         ("StatefulSet", "parm-data"),
         ("Service", "parm-data"),
         ("StatefulSet", "parm-parity"),
@@ -135,3 +136,25 @@ def test_kustomize_renders_the_base_and_the_cpu_overlay() -> None:
         model = container(sts)
         assert model["image"] == "parm-model:cpu"
         assert "nvidia.com/gpu" not in model["resources"]["limits"]
+
+
+def test_several_frontends_sit_behind_the_service(
+    base: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    deployment = base["Deployment", "parm-frontend"]
+    pod = deployment["spec"]["template"]
+    assert deployment["spec"]["replicas"] >= 2
+    anti = pod["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    labels = pod["metadata"]["labels"]
+    for name in ("parm-frontend", "parm-frontend-pods"):
+        service = base["Service", name]["spec"]
+        assert service["selector"].items() <= labels.items()
+    assert base["Service", "parm-frontend-pods"]["spec"]["clusterIP"] == "None"
+    # each pod runs the file's workers: one CPU each
+    config = load_frontend_config(BASE / "frontend.toml")
+    assert config.workers == 2
+    assert int(container(deployment)["resources"]["requests"]["cpu"]) >= config.workers
+    grace = pod["spec"]["terminationGracePeriodSeconds"]
+    assert grace > config.shutdown_grace_s

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -163,3 +166,49 @@ def test_instances_get_distinct_fault_seeds(bundles: tuple[Path, Path], tmp_path
     cluster = LocalCluster(Deployment((ModelDeployment("m", base, parity),)), tmp_path)
     seeds = [cluster.container_config(i).seed for i in cluster.instances.values()]
     assert seeds == [0, 1, 2]
+
+
+def _get(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, body, timeout=60) as r:
+        return r.status, r.read()
+
+
+def test_a_cluster_with_frontend_workers_shares_its_ports_and_leaves_no_orphans(
+    bundles: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base, parity = bundles
+    deployment = Deployment(
+        (ModelDeployment("m", base, parity),),
+        grpc_port=0,
+        http_port=0,
+        metrics_port=0,
+        frontend_workers=2,
+    )
+    cluster = LocalCluster(deployment, tmp_path / "logs")
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64], "data": [0.0] * 64}]}
+
+    async def scenario() -> tuple[list[int | None], str, dict[str, Any], list[str]]:
+        async with cluster:
+            with pytest.raises(RuntimeError, match="runs in 2 worker processes"):
+                _ = cluster.frontend
+            front = cluster.workers
+            assert await infer(front.grpc_port) in ("original", "reconstructed")
+            url = f"http://127.0.0.1:{front.http_port}/v2/models/m/infer"
+            status, answer = await asyncio.to_thread(_get, url, json.dumps(body).encode())
+            assert status == 200
+            metrics_url = f"http://127.0.0.1:{front.metrics_port}/metrics"
+            _, text = await asyncio.to_thread(_get, metrics_url)
+            return (
+                [w.pid for w in front.workers],
+                text.decode(),
+                json.loads(answer),
+                list(cluster.endpoints()),
+            )
+
+    pids, text, answer, endpoints = asyncio.run(scenario())
+    assert answer["parameters"]["parm_source"] in ("original", "reconstructed")
+    for worker in ("0", "1"):
+        assert f'parm_frontend_worker_ready{{frontend_worker="{worker}"}} 1.0' in text
+        assert f'parm_model_ready{{frontend_worker="{worker}",model="m"}} 1.0' in text
+    assert any("2 worker processes sharing the ports" in line for line in endpoints)
+    assert len(pids) == 2 and not any(pid is None or alive(pid) for pid in pids)

@@ -107,7 +107,9 @@ default_output = [0.0, 1.0]
 """
     )
     d = load_deployment(path)
-    assert d.grpc_port == 9001
+    assert (d.grpc_port, d.frontend_workers) == (9001, 1)
+    path.write_text(path.read_text().replace("[frontend]", "[frontend]\nworkers = 3"))
+    assert load_deployment(path).frontend_workers == 3
     (m,) = d.models
     assert (m.name, m.base, m.parity, m.k, m.data_instances) == (
         "digits",
@@ -128,6 +130,10 @@ default_output = [0.0, 1.0]
     ("text", "message"),
     [
         ("[frontend]\nport = 1\n", r"unknown \[frontend\] keys \['port'\]"),
+        (
+            "[frontend]\nworkers = 0\n[[models]]\nname = 'm'\nbase = 'b'\nmode = 'none'\n",
+            "frontend workers: expected a whole number >= 1, got 0",
+        ),
         ("[[models]]\nbase = 'b'\n", "needs a name"),
         ("[[models]]\nname = 'm'\n", "missing 'base'"),
         (
