@@ -49,11 +49,21 @@ def _command() -> str:
 def add_latency(bench: Any, home: Home) -> None:
     """``parm bench latency``."""
     p = bench.add_parser("latency", help="tail latency of every mode, side by side")
-    p.add_argument("--quick", action="store_true", help="k=2, coded vs equal-resources, 1 rate")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="k=2, coded vs equal-resources and hedge, 1 rate (netns: every mode, 2 loads)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/out/latency"), help="output folder")
     p.add_argument("--ks", type=_ints, help="e.g. 2,3,4")
     p.add_argument("--modes", type=_words, help="e.g. coded,equal-resources,replicate,none")
     p.add_argument("--rates", type=_floats, help="queries/s, e.g. 60,90,120")
+    p.add_argument(
+        "--loads",
+        type=_floats,
+        help="shares of each k's capacity (k*G data instances x 1000/service time), e.g. "
+        "0.3,0.55,0.8; replaces --rates (default on netns)",
+    )
     p.add_argument("--repeats", type=int)
     p.add_argument("--queries", type=int, help="measured queries per run")
     p.add_argument("--warmup", type=int)
@@ -81,6 +91,7 @@ def add_latency(bench: Any, home: Home) -> None:
             "ks",
             "modes",
             "rates",
+            "loads",
             "repeats",
             "queries",
             "warmup",
