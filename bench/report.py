@@ -200,9 +200,9 @@ def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str
         f"Service time: {meta['service_time_ms']:g} ms per inference, padded by sleeping "
         "(stands in for an accelerator; not GPU time).  ",
         f"Contention: `{meta['contention']}` = {meta['contention_description']}.  ",
+        *_load_line(meta),
         f"Each point: median of {meta['repeats']} runs of {meta['queries']} measured "
         f"queries (after {meta['warmup']} warm-up), open-loop Poisson arrivals, v2 gRPC.",
-        *_load_line(meta),
         "",
         *table(runs, meta["groups"]),
     ]
@@ -216,7 +216,7 @@ def _load_line(meta: dict[str, Any]) -> list[str]:
     if not meta.get("loads"):
         return []
     capacity = ", ".join(f"k={k}: {c:g} q/s" for k, c in meta["capacity"].items())
-    return [f"  \nLoad: share of capacity ({capacity}), {meta['capacity_method']}."]
+    return [f"Load: share of capacity ({capacity}), {meta['capacity_method']}.  "]
 
 
 def publish(text: str, results_md: Path | None) -> None:
