@@ -14,7 +14,7 @@ from frontend.events import Mode
 from tests.bench.sim.calibrations import CAL
 
 
-@pytest.mark.parametrize("scenario", ["local", "papers", "scale"])
+@pytest.mark.parametrize("scenario", ["local", "papers", "scale", "netns"])
 def test_every_mode_of_a_run_meets_the_same_contention(scenario):
     sc = SCENARIOS[scenario]
     coded = setup_for(sc, 2, Mode.CODED, sc.rates[0], 0, CAL, seed=1, queries=1000)
