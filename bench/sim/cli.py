@@ -42,6 +42,8 @@ def result_row(result: SimResult) -> dict[str, Any]:
         "reconstructed": int((result.source == RECONSTRUCTED).sum()),
     }
     row["errors"] = {"failed": result.failed} if result.failed else {}
+    if "extra_load" in result.stats:
+        row["extra_load"] = result.stats["extra_load"]
     return row
 
 

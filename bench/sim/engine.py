@@ -144,6 +144,7 @@ class Simulation:
         self._source = np.full(total, OTHER, np.int8)
         self._failed = 0
         self._hedges = 0
+        self._tasks = 0  # instance requests, every kind: the extra load beyond one a query
         # Its own stream: a sampler seeded with the same number must not replay it.
         self._rng = np.random.default_rng([setup.seed, ARRIVALS_STREAM])
         self._service = Draws(setup.service)
@@ -170,8 +171,15 @@ class Simulation:
             failed=self._failed,
             events=events,
             sim_time_s=self.clock.now(),
-            stats={"hedges": float(self._hedges)} if setup.mode is Mode.HEDGE else {},
+            stats=self._stats(),
         )
+
+    def _stats(self) -> dict[str, float]:
+        queries = self.setup.warmup + self.setup.queries
+        stats = {"extra_load": self._tasks / max(1, queries) - 1}
+        if self.setup.mode is Mode.HEDGE:
+            stats["hedges"] = float(self._hedges)
+        return stats
 
     def _loop(self, arrivals: list[float]) -> int:
         heap, core, clock, act = self._heap, self.core, self.clock, self._act
@@ -214,6 +222,7 @@ class Simulation:
                 self._hedges += 1  # a backup copy: extra load
 
     def _start(self, action: SendData | SendParity, now: float) -> None:
+        self._tasks += 1
         windows = self._busy.get(action.instance)
         busy = windows is not None and windows.covers(now)
         if self.setup.replay is not None:

@@ -71,7 +71,16 @@ def test_hedge_mode_sends_backups_around_a_paused_instance_and_counts_them():
     assert (result.source == ORIGINAL).all()
     assert np.nanmax(result.latency_s) < 0.2  # a backup answers for what data-0 holds
     # data-0 takes one task and never gives it back: exactly one backup was needed
-    assert result.stats == {"hedges": 1.0}
+    assert result.stats == {"hedges": 1.0, "extra_load": pytest.approx(1 / 400)}
+
+
+@pytest.mark.parametrize(("mode", "extra"), [(Mode.CODED, 0.5), (Mode.REPLICATE, 1.0)])
+def test_extra_load_counts_every_instance_request_beyond_one_a_query(mode, extra):
+    setup = SimSetup(
+        k=2, mode=mode, data=2, parity=1, rate=20, queries=400, service=constant(0.001),
+        group_timeout_s=1.0,  # groups fill: one parity per two queries
+    )  # fmt: skip
+    assert Simulation(setup).run().stats == {"extra_load": pytest.approx(extra)}
 
 
 @pytest.mark.parametrize(("busy", "median"), [((0.0, 1000.0, 1.0), 0.05), ((0.0, 0.0, 1.0), 0.01)])
