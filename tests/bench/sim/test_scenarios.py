@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,23 @@ def test_shuffles_without_measured_transfers_take_the_link_rate():
     assert len(spans) == 2  # one transfer, two instances, for 1 Gbit at 10 Gbit/s
     assert all(starts == [0.0] and ends == pytest.approx([0.1]) for starts, ends in spans)
     assert shuffles_for(parse_contention("pause"), 2, CAL, 50.0, seed=0) == []
+
+
+def test_the_netns_scenario_mimics_the_study_at_k2_in_simulated_time():
+    sc = SCENARIOS["netns"]
+    assert (sc.groups, sc.rates, sc.contention) == (
+        2,
+        (120.0, 220.0, 320.0),
+        "shuffle:concurrency=1",
+    )
+    assert sc.calibration.name == "calibration-netns.json"
+    # a host whose link carries a transfer answers late (its link queue), as measured there
+    links = Calibration(10.0, CAL.rtt_ms, 1.5, (15.0, 40.0, 80.0, 110.0), (0.4, 0.8))
+    rows = {}
+    for mode, grace in ((Mode.CODED, 0.0), (Mode.EQUAL_RESOURCES, 0.0), (Mode.HEDGE, 0.0)):
+        setup = setup_for(sc, 2, mode, 120.0, 0, links, seed=0, queries=6_000)
+        rows[mode] = result_row(Simulation(dataclasses.replace(setup, decode_grace=grace)).run())
+    coded, er, hedge = rows[Mode.CODED], rows[Mode.EQUAL_RESOURCES], rows[Mode.HEDGE]
+    assert coded["p999_ms"] < er["p999_ms"] and hedge["p999_ms"] < er["p999_ms"]
+    assert coded["extra_load"] == pytest.approx(0.5, abs=0.05)  # one parity per k=2 queries
+    assert 0 < hedge["extra_load"] < 0.2 and er["extra_load"] == 0
