@@ -319,6 +319,7 @@ async def run_point(
     began = time.perf_counter()
     hedges = frontend_counter(mc, "parm_hedges_total")
     served = frontend_counter(mc, INSTANCE_REQUESTS)
+    answered = frontend_counter(mc, ANSWERS)
     active.start()
     lag = LoopLag()
     try:
@@ -344,8 +345,10 @@ async def run_point(
         **lag.summary(),
     )
     queries = max(1, plan.queries + plan.warmup)
-    # the extra load each mode costs: instance requests answered per query, beyond one
-    result["extra_load"] = (frontend_counter(mc, INSTANCE_REQUESTS) - served) / queries - 1
+    # the extra load each mode costs: instance requests answered per query answered,
+    # beyond one (per query answered: refused or lost queries cost no instance time)
+    requests = frontend_counter(mc, INSTANCE_REQUESTS) - served
+    result["extra_load"] = requests / max(1.0, frontend_counter(mc, ANSWERS) - answered) - 1
     if mc.mode is Mode.HEDGE:  # backups queued per query (some cancelled while queued)
         backups = frontend_counter(mc, "parm_hedges_total") - hedges
         result["hedges_per_query"] = backups / queries
@@ -354,6 +357,8 @@ async def run_point(
 
 #: per instance request answered (data, parity, replica or backup): one histogram count
 INSTANCE_REQUESTS = "parm_instance_service_seconds_count"
+#: per query answered with an output, whatever its source
+ANSWERS = "parm_answers_total"
 
 
 def contention_for(mc: ModeCluster, plan: LatencyPlan, seed: int) -> ActiveContention:
