@@ -177,7 +177,8 @@ QUICK = LatencyPlan(
 )
 
 #: ``--quick --network netns``: k=2, every mode (coded eager and with the auto grace) on
-#: 6 hosts each, two loads; about 12 minutes on a 2-core machine.
+#: 6 hosts each, two loads: 36 runs of 15-25 s, about 13 minutes on a 2-core machine
+#: (estimated from the netns study's run times in RESULTS.md, not timed as such)
 QUICK_NETNS = LatencyPlan(
     ks=(2,),
     rates=(120.0,),
