@@ -108,9 +108,10 @@ def comparisons(runs: list[dict[str, Any]]) -> list[str]:
         cut = 1 - coded["p999_ms"] / er["p999_ms"]
         gap = coded["p50_ms"] - er["p50_ms"]
         name = "ParM" if mode == "coded" else f"ParM ({mode[len('coded, ') :]})"
+        change = f"{cut:.0%} lower" if cut >= 0 else f"{-cut:.0%} higher"
         lines.append(
             f"k={k}, {rate:g} queries/s: {name} p99.9 {coded['p999_ms']:.1f} ms vs "
-            f"Equal-Resources {er['p999_ms']:.1f} ms ({cut:.0%} lower); "
+            f"Equal-Resources {er['p999_ms']:.1f} ms ({change}); "
             f"median {coded['p50_ms']:.2f} vs {er['p50_ms']:.2f} ms ({gap:+.2f} ms)"
         )
     return lines + against_hedging(by)

@@ -65,6 +65,12 @@ def test_the_markdown_names_command_setting_and_figures():
     assert "| coded | 2 | 3 | 90 | - |" in text
 
 
+def test_a_tail_above_equal_resources_is_called_higher():
+    worse = [{**r, "p999_ms": 120.0} if r["mode"] == "coded" else r for r in ROWS]
+    (line,) = comparisons(aggregate(worse))
+    assert "120.0 ms vs Equal-Resources 80.0 ms (50% higher)" in line
+
+
 def with_extras(row: dict[str, object], extra: float) -> dict[str, object]:
     return {**row, "load": 0.3, "extra_load": extra}
 
