@@ -83,3 +83,10 @@ def test_the_netns_scenario_mimics_the_study_at_k2_in_simulated_time():
     assert coded["p999_ms"] < er["p999_ms"] and hedge["p999_ms"] < er["p999_ms"]
     assert coded["extra_load"] == pytest.approx(0.5, abs=0.05)  # one parity per k=2 queries
     assert 0 < hedge["extra_load"] < 0.2 and er["extra_load"] == 0
+
+
+def test_the_netns_scenario_ships_a_calibration_recorded_on_netns_hosts():
+    cal = Calibration.load(SCENARIOS["netns"].calibration)
+    assert "netns host" in cal.notes["configuration"]
+    assert cal.shuffle_rtt_ms and cal.shuffle_transfer_s  # the links' slow moments, measured
+    assert {"coded", "coded, grace=0", "equal-resources", "hedge"} <= set(cal.real)
