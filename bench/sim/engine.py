@@ -92,6 +92,9 @@ class SimSetup:
     decode_grace: float | None = 0.0
     #: hedge mode's delay, in seconds: None learned (auto)
     hedge_delay: float | None = None
+    #: queries in flight before new ones are refused, as a real front door refuses calls
+    #: past its limit (``grpc_max_streams``); None: unbounded, overload shows as latency
+    admission_limit: int | None = None
 
 
 @dataclass
@@ -128,7 +131,7 @@ class Simulation:
             decode_grace=setup.decode_grace,
             hedge_delay=setup.hedge_delay,
         )
-        config = _unbounded(config)
+        config = _admission(config, setup.admission_limit)
         self.core = Coordinator(config, data, parity, policy=POLICIES[setup.policy])
         names = [f"data-{i}" for i in range(setup.data)]
         names += [f"parity-{i}" for i in range(setup.parity)]
@@ -255,8 +258,8 @@ class Draws:
         return value
 
 
-def _unbounded(config: CoreConfig) -> CoreConfig:
-    """No admission limit: a simulated overload shows as latency, not as refusals."""
+def _admission(config: CoreConfig, limit: int | None) -> CoreConfig:
+    """The admission limit: none (a simulated overload shows as latency), or ``limit``."""
     from dataclasses import replace
 
-    return replace(config, max_outstanding=1 << 30)
+    return replace(config, max_outstanding=1 << 30 if limit is None else limit)

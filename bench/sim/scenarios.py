@@ -43,6 +43,8 @@ class Scenario:
     contention: str
     about: str
     calibration: Path = DEFAULT_CALIBRATION  # unless --calibration says otherwise
+    #: queries in flight before refusals (the real front door's limit); None: unbounded
+    admission_limit: int | None = None
 
 
 SCENARIOS = {
@@ -66,6 +68,7 @@ SCENARIOS = {
         "2 parity hosts vs 6, 30-80% of capacity, one link-level shuffle at a time; task "
         "times from a netns run's round trips, busy (the host's link in a transfer) or idle",
         DEFAULT_CALIBRATION.with_name("calibration-netns.json"),
+        32,  # the benchmark client's one gRPC connection: grpc_max_streams calls at once
     ),
 }  # fmt: skip
 
@@ -154,4 +157,5 @@ def setup_for(
         busy_service=with_delays(cal.busy_service(run_seed), contention.delay, run_seed),
         replay=Replay(cal, mode.value, run_seed) if replay else None,
         seed=run_seed,
+        admission_limit=scenario.admission_limit,
     )

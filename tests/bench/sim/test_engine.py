@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.sim.engine import ORIGINAL, RECONSTRUCTED, Draws, SimSetup, Simulation, pools
+from bench.sim.engine import (
+    ORIGINAL,
+    RECONSTRUCTED,
+    Draws,
+    SimResult,
+    SimSetup,
+    Simulation,
+    pools,
+)
 from bench.sim.episodes import merge, poisson_episodes, windows
 from bench.sim.service import constant, exponential
 from frontend.events import Mode
@@ -128,3 +136,16 @@ def test_draws_come_in_the_samplers_order_across_refills():
     assert first[:2] == [65_536.0, 65_537.0]
     assert first[-1] == 2 * 65_536.0  # the second batch begins where the first ran out
     assert calls == [65_536, 65_536]
+
+
+def test_an_admission_limit_refuses_what_an_overloaded_pool_cannot_hold():
+    def overloaded(limit: int | None) -> SimResult:
+        setup = SimSetup(
+            k=2, mode=Mode.NONE, data=1, parity=0, rate=200, queries=400,
+            service=constant(0.01), admission_limit=limit,
+        )  # fmt: skip
+        return Simulation(setup).run()
+
+    unbounded, limited = overloaded(None), overloaded(4)
+    assert unbounded.failed == 0 and np.nanmax(unbounded.latency_s) > 1.0  # queued
+    assert limited.failed > 0 and np.nanmax(limited.latency_s) <= 4 * 0.01 + 1e-9

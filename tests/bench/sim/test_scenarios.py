@@ -73,6 +73,9 @@ def test_the_netns_scenario_mimics_the_study_at_k2_in_simulated_time():
         "shuffle:concurrency=1",
     )
     assert sc.calibration.name == "calibration-netns.json"
+    # the real front door refuses calls past 32 in flight on the client's connection
+    assert setup_for(sc, 2, Mode.CODED, 120.0, 0, CAL, seed=0).admission_limit == 32
+    assert setup_for(SCENARIOS["papers"], 2, Mode.CODED, 150.0, 0, CAL, 0).admission_limit is None
     # a host whose link carries a transfer answers late (its link queue), as measured there
     links = Calibration(10.0, CAL.rtt_ms, 1.5, (15.0, 40.0, 80.0, 110.0), (0.4, 0.8))
     rows = {}
