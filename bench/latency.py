@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -43,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.contention import ActiveContention, Contention, parse_contention
 from bench.contention.shuffle import Endpoint
 from bench.contention.sidecar import ShuffleSidecars
+from bench.looplag import LoopLag
 from bench.report import variants
 from common.bundle import read_manifest
 from deploy.local import LocalCluster
@@ -56,9 +55,10 @@ MODEL = "digits"
 ALL_MODES = (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE, Mode.REPLICATE, Mode.NONE)
 #: the papers' shuffles, scaled to what this machine's cores can carry (see RESULTS.md)
 PAPERS_LOCAL = "shuffle:concurrency=1"
-#: on a netns network the papers' own shuffles (four concurrent 128-256 MB transfers,
-#: scaled to the link rate): what they cost is link time, not this machine's cores
-PAPERS_NETNS = "shuffle"
+#: on a netns network the papers' own shuffles (128-256 MB transfers, scaled to the link
+#: rate): what they cost is link time, not this machine's cores.  One at a time among the
+#: study's k*2 + 2 hosts keeps a third of them busy at k=2 (papers: 4 among 18, 44%)
+PAPERS_NETNS = "shuffle:concurrency=1"
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,16 @@ class LatencyPlan:
     network: str = "loopback"
     link_mbit: float = 100.0
     link_queue_ms: float = 20.0
+    #: offered loads as shares of the cluster's capacity, replacing ``rates`` when given.
+    #: The capacity is derived, not measured: k*groups data instances, each serving one
+    #: query per service time (``capacity``); every mode of one k is offered the same rates
+    loads: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.ks or not self.modes or not self.rates or self.repeats < 1:
             raise ValueError("a plan needs at least one k, mode, rate and repeat")
+        if any(not 0 < load <= 2 for load in self.loads):
+            raise ValueError(f"loads: expected shares of capacity in (0, 2], got {self.loads}")
         if self.transport not in ("grpc", "http"):
             raise ValueError(f"transport: expected grpc or http, got {self.transport!r}")
         if not self.decode_graces:
@@ -121,11 +127,25 @@ class LatencyPlan:
     def instances(self, k: int) -> int:
         return k * self.groups + self.groups
 
+    def capacity(self, k: int) -> float:
+        """Queries/s the k*groups data instances serve, one per service time (derived)."""
+        return k * self.groups * 1000.0 / self.service_time_ms
+
+    def rates_for(self, k: int) -> tuple[float, ...]:
+        """The rates run at ``k``: the loads' shares of its capacity, or the plan's rates."""
+        if not self.loads:
+            return self.rates
+        return tuple(round(load * self.capacity(k), 1) for load in self.loads)
+
     def describe(self) -> dict[str, Any]:
         return {
             "ks": list(self.ks),
             "modes": [m.value for m in self.modes],
-            "rates": list(self.rates),
+            "rates": {str(k): list(self.rates_for(k)) for k in self.ks},
+            "loads": list(self.loads),
+            "capacity": {str(k): self.capacity(k) for k in self.ks},
+            "capacity_method": "derived: k*groups data instances x 1000/service_time_ms "
+            "queries/s each (not measured)",
             "repeats": self.repeats,
             "queries": self.queries,
             "warmup": self.warmup,
@@ -155,6 +175,27 @@ QUICK = LatencyPlan(
     warmup=400,
     groups=4,
 )
+
+#: ``--quick --network netns``: k=2, every mode (coded eager and with the auto grace) on
+#: 6 hosts each, two loads: 36 runs of 15-25 s, about 13 minutes on a 2-core machine
+#: (estimated from the netns study's run times in RESULTS.md, not timed as such)
+QUICK_NETNS = LatencyPlan(
+    ks=(2,),
+    rates=(120.0,),
+    loads=(0.3, 0.6),
+    repeats=3,
+    queries=2_000,
+    warmup=200,
+    groups=2,
+    contention=parse_contention(PAPERS_NETNS),
+    decode_graces=("auto", "0"),
+    network="netns",
+    link_mbit=50.0,
+    link_queue_ms=100.0,
+)
+
+#: ``--network netns`` without ``--quick``: the study, 30% to 80% of capacity
+NETNS = replace(QUICK_NETNS, ks=(2, 3, 4), loads=(0.3, 0.55, 0.8), queries=3_000, warmup=300)
 
 
 @dataclass
@@ -278,6 +319,8 @@ async def run_point(
     raw = raw_dir / f"k{mc.k}-{_slug(mc.label)}-r{rate:g}-{repeat}.json"
     began = time.perf_counter()
     hedges = frontend_counter(mc, "parm_hedges_total")
+    served = frontend_counter(mc, INSTANCE_REQUESTS)
+    answered = frontend_counter(mc, ANSWERS)
     active.start()
     lag = LoopLag()
     try:
@@ -299,12 +342,24 @@ async def run_point(
         instances=plan.instances(mc.k),
         raw=raw.name,
         wall_s=time.perf_counter() - began,
+        load=rate / plan.capacity(mc.k),
         **lag.summary(),
     )
-    if mc.mode is Mode.HEDGE:  # the extra load hedging cost: backups per query answered
+    queries = max(1, plan.queries + plan.warmup)
+    # the extra load each mode costs: instance requests answered per query answered,
+    # beyond one (per query answered: refused or lost queries cost no instance time)
+    requests = frontend_counter(mc, INSTANCE_REQUESTS) - served
+    result["extra_load"] = requests / max(1.0, frontend_counter(mc, ANSWERS) - answered) - 1
+    if mc.mode is Mode.HEDGE:  # backups queued per query (some cancelled while queued)
         backups = frontend_counter(mc, "parm_hedges_total") - hedges
-        result["hedges_per_query"] = backups / max(1, plan.queries + plan.warmup)
+        result["hedges_per_query"] = backups / queries
     return result
+
+
+#: per instance request answered (data, parity, replica or backup): one histogram count
+INSTANCE_REQUESTS = "parm_instance_service_seconds_count"
+#: per query answered with an output, whatever its source
+ANSWERS = "parm_answers_total"
 
 
 def contention_for(mc: ModeCluster, plan: LatencyPlan, seed: int) -> ActiveContention:
@@ -326,66 +381,6 @@ def frontend_counter(mc: ModeCluster, name: str) -> float:
     )
 
 
-class LoopLag:
-    """How late this process's event loop (the frontend's) wakes up: stalls show here.
-
-    A stall of the frontend process (descheduled on a busy machine, a long garbage
-    collection) delays every query at once, whatever the mode; this separates such
-    stalls from what the instances do.
-    """
-
-    PERIOD_S = 0.005
-
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self.cpu_share = 0.0  # cores this process used while watching
-        self.gc_max_s = 0.0  # the longest garbage collection meanwhile
-        self._gc_began = 0.0
-
-    @contextlib.asynccontextmanager
-    async def watching(self) -> AsyncIterator[None]:
-        task = asyncio.get_running_loop().create_task(self._watch())
-        cpu, wall = _cpu_seconds(), time.perf_counter()
-        gc.callbacks.append(self._on_gc)
-        try:
-            yield
-        finally:
-            gc.callbacks.remove(self._on_gc)
-            self.cpu_share = (_cpu_seconds() - cpu) / (time.perf_counter() - wall)
-            task.cancel("run over")
-            await asyncio.gather(task, return_exceptions=True)
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        now = time.perf_counter()
-        if phase == "start":
-            self._gc_began = now
-        else:
-            self.gc_max_s = max(self.gc_max_s, now - self._gc_began)
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            due = loop.time() + self.PERIOD_S
-            await asyncio.sleep(self.PERIOD_S)
-            self.lags.append(loop.time() - due)
-
-    def summary(self) -> dict[str, float]:
-        if not self.lags:
-            return {}
-        ms = sorted(lag * 1000 for lag in self.lags)
-        return {
-            "loop_lag_p99_ms": ms[int(0.99 * (len(ms) - 1))],
-            "loop_lag_max_ms": ms[-1],
-            "frontend_cpu_cores": self.cpu_share,
-            "frontend_gc_max_ms": self.gc_max_s * 1000,
-        }
-
-
-def _cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
-
-
 async def run_plan(
     plan: LatencyPlan, bundles: dict[int, tuple[Path, Path]], out_dir: Path, logs: Path
 ) -> list[dict[str, Any]]:
@@ -395,7 +390,7 @@ async def run_plan(
     rows: list[dict[str, Any]] = []
     for k in plan.ks:
         async with clusters_for(k, plan, bundles[k], logs) as running:
-            for rate in plan.rates:
+            for rate in plan.rates_for(k):
                 for repeat in range(plan.repeats):
                     for mc in running:
                         row = await run_point(mc, plan, rate, repeat, raw_dir)
@@ -409,7 +404,8 @@ def _progress(row: dict[str, Any]) -> None:
     print(
         f"  k={row['k']} {row['mode']:<16} rate={row['rate']:g} rep={row['repeat']}: "
         f"p50 {row['p50_ms']:.2f} p99 {row['p99_ms']:.2f} p99.9 {row['p999_ms']:.2f} ms "
-        f"sources {row['sources']} ({row['wall_s']:.0f} s; frontend: loop lag max "
+        f"sources {row['sources']}, extra load {row['extra_load']:.1%} "
+        f"({row['wall_s']:.0f} s; frontend: loop lag max "
         f"{row.get('loop_lag_max_ms', 0):.0f} ms, GC max {row.get('frontend_gc_max_ms', 0):.0f} "
         f"ms, {row.get('frontend_cpu_cores', 0):.2f} cores)",
         flush=True,
@@ -418,10 +414,13 @@ def _progress(row: dict[str, Any]) -> None:
 
 def plan_from_options(quick: bool, **overrides: Any) -> LatencyPlan:
     """The quick or full plan with the command line's overrides (None: keep)."""
-    plan = QUICK if quick else LatencyPlan()
     changes = {key: value for key, value in overrides.items() if value is not None}
     if changes.get("network") == "netns":
-        changes.setdefault("contention", PAPERS_NETNS)
+        plan = QUICK_NETNS if quick else NETNS
+    else:
+        plan = QUICK if quick else LatencyPlan()
+    if "rates" in changes and "loads" not in changes:
+        changes["loads"] = ()  # rates given: they are what runs
     if "contention" in changes:
         changes["contention"] = parse_contention(changes["contention"])
     if "modes" in changes:
@@ -499,6 +498,9 @@ async def run_latency(
     label = plan.contention.text
     pngs = plots.cdf_plots(rows, out_dir / "raw", out_dir, label)
     pngs.append(plots.tail_vs_rate(runs, out_dir, label))
+    if plan.loads:
+        pngs.append(plots.tail_vs_load(runs, out_dir, label))
+    pngs.append(plots.extra_load(runs, out_dir, label))
     where = "netns hosts" if plan.network == "netns" else "local cluster"
     text = markdown(f"Tail latency, {where}", command, meta, runs)
     publish(text, results_md)

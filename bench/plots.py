@@ -15,7 +15,9 @@ import numpy as np
 
 COLOURS = {
     "coded": "tab:blue",
+    "coded, grace=0": "tab:cyan",
     "equal-resources": "tab:orange",
+    "hedge": "tab:red",
     "replicate": "tab:green",
     "none": "tab:gray",
 }
@@ -75,20 +77,53 @@ def cdf_plots(
 
 def tail_vs_rate(runs: Sequence[dict[str, Any]], out_dir: Path, label: str) -> Path:
     """p99.9 (median over repeats) against rate, one line per (mode, k)."""
+    return _tail_against(runs, "rate", out_dir / "p999-vs-rate.png", label)
+
+
+def tail_vs_load(runs: Sequence[dict[str, Any]], out_dir: Path, label: str) -> Path:
+    """p99.9 against load (share of each k's capacity), one line per (mode, k)."""
+    return _tail_against(runs, "load", out_dir / "p999-vs-load.png", label)
+
+
+def _tail_against(runs: Sequence[dict[str, Any]], x: str, path: Path, label: str) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     lines: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
     for run in runs:
-        lines[run["mode"], run["k"]].append((run["rate"], run["p999_ms"]))
+        lines[run["mode"], run["k"]].append((run[x], run["p999_ms"]))
     for (mode, k), points in sorted(lines.items()):
         points.sort()
         xs, ys = zip(*points, strict=True)
-        style = "-o" if mode == "coded" else "--s"
+        style = "-o" if mode.startswith("coded") else "--s"
         ax.plot(xs, ys, style, label=f"{mode} k={k}", color=COLOURS.get(mode))
-    ax.set(xlabel="rate (queries/s)", ylabel="p99.9 latency (ms)", title=f"p99.9 vs rate ({label})")
+    name = "rate (queries/s)" if x == "rate" else "load (share of capacity)"
+    ax.set(xlabel=name, ylabel="p99.9 latency (ms)", title=f"p99.9 vs {x} ({label})")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    path = out_dir / "p999-vs-rate.png"
+    return _save(fig, plt, path)
+
+
+def extra_load(runs: Sequence[dict[str, Any]], out_dir: Path, label: str) -> Path:
+    """Instance requests beyond one per query, per mode: one bar per (k, rate)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    points = sorted({(r["k"], r["rate"]) for r in runs})
+    modes = sorted({r["mode"] for r in runs})
+    by = {(r["mode"], r["k"], r["rate"]): r.get("extra_load", 0.0) for r in runs}
+    width = 0.8 / max(1, len(modes))
+    for i, mode in enumerate(modes):
+        xs = np.arange(len(points)) + i * width
+        ys = [100 * by.get((mode, k, rate), 0.0) for k, rate in points]
+        ax.bar(xs, ys, width, label=mode, color=COLOURS.get(mode))
+    ax.set_xticks(np.arange(len(points)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"k={k}\n{rate:g} q/s" for k, rate in points], fontsize=8)
+    ax.set(ylabel="extra load (% of queries)", title=f"extra instance requests ({label})")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, plt, out_dir / "extra-load.png")
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -21,7 +21,11 @@ from typing import Any
 from frontend.events import Mode
 
 STATS = ("p50_ms", "mean_ms", "p99_ms", "p995_ms", "p999_ms", "gap_p999_p50_ms")
-CSV_FIELDS = ("mode", "k", "rate", "contention", "repeats", *STATS, "original", "reconstructed")
+#: per run, medians over repeats where the runs have them (older results do not)
+EXTRAS = ("load", "extra_load")
+CSV_FIELDS = (
+    "mode", "k", "rate", *EXTRAS, "contention", "repeats", *STATS, "original", "reconstructed",
+)  # fmt: skip
 
 
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -40,6 +44,9 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for stat in STATS:
             entry[stat] = statistics.median(r[stat] for r in reps)
+        for extra in EXTRAS:
+            if all(extra in r for r in reps):
+                entry[extra] = statistics.median(r[extra] for r in reps)
         counts: Counter[str] = Counter()
         for r in reps:
             counts.update(r["sources"])
@@ -96,16 +103,40 @@ def comparisons(runs: list[dict[str, Any]]) -> list[str]:
             )
     for (mode, k, rate), coded in sorted(by.items()):
         er = by.get(("equal-resources", k, rate))
-        if mode != "coded" or er is None:
+        if not mode.startswith("coded") or er is None:
             continue
         cut = 1 - coded["p999_ms"] / er["p999_ms"]
         gap = coded["p50_ms"] - er["p50_ms"]
+        name = "ParM" if mode == "coded" else f"ParM ({mode[len('coded, ') :]})"
+        change = f"{cut:.0%} lower" if cut >= 0 else f"{-cut:.0%} higher"
         lines.append(
-            f"k={k}, {rate:g} queries/s: ParM p99.9 {coded['p999_ms']:.1f} ms vs "
-            f"Equal-Resources {er['p999_ms']:.1f} ms ({cut:.0%} lower); "
+            f"k={k}, {rate:g} queries/s: {name} p99.9 {coded['p999_ms']:.1f} ms vs "
+            f"Equal-Resources {er['p999_ms']:.1f} ms ({change}); "
             f"median {coded['p50_ms']:.2f} vs {er['p50_ms']:.2f} ms ({gap:+.2f} ms)"
         )
+    return lines + against_hedging(by)
+
+
+def against_hedging(by: dict[tuple[str, int, float], dict[str, Any]]) -> list[str]:
+    """Each coded variant against hedged requests at each (k, rate): p50, p99.9, extra load."""
+    lines = []
+    for (mode, k, rate), coded in sorted(by.items()):
+        hedge = by.get(("hedge", k, rate))
+        if not mode.startswith("coded") or hedge is None:
+            continue
+        ratio = coded["p999_ms"] / hedge["p999_ms"]
+        winner = "ParM" if ratio < 1 else "hedging"
+        lines.append(
+            f"k={k}, {rate:g} queries/s: {mode} vs hedge: p50 {coded['p50_ms']:.2f} vs "
+            f"{hedge['p50_ms']:.2f} ms, p99.9 {coded['p999_ms']:.1f} vs "
+            f"{hedge['p999_ms']:.1f} ms ({ratio:.2f}x, {winner} lower), extra load "
+            f"{_share(coded.get('extra_load'))} vs {_share(hedge.get('extra_load'))}"
+        )
     return lines
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def variants(modes: Sequence[Mode], graces: Sequence[str]) -> list[tuple[str, Mode, str]]:
@@ -144,16 +175,18 @@ def accuracy_lines(runs: list[dict[str, Any]], accuracy: dict[str, dict[str, flo
 def table(runs: Sequence[dict[str, Any]], groups: int) -> list[str]:
     """Markdown table rows, one per (k, rate, mode)."""
     lines = [
-        "| mode | k | instances | rate q/s | p50 ms | mean ms | p99 ms | p99.5 ms | p99.9 ms "
-        "| p99.9-p50 ms | reconstructed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | k | instances | rate q/s | load | p50 ms | mean ms | p99 ms | p99.5 ms "
+        "| p99.9 ms | p99.9-p50 ms | reconstructed | extra load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for r in sorted(runs, key=lambda r: (r["k"], r["rate"], r["mode"])):
         inst = r["k"] * groups + groups
         lines.append(
-            f"| {r['mode']} | {r['k']} | {inst:,} | {r['rate']:,g} | {r['p50_ms']:.2f} | "
-            f"{r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['p995_ms']:.2f} | {r['p999_ms']:.2f} "
-            f"| {r['gap_p999_p50_ms']:.2f} | {r['sources'].get('reconstructed', 0):.1%} |"
+            f"| {r['mode']} | {r['k']} | {inst:,} | {r['rate']:,g} | {_share(r.get('load'))} "
+            f"| {r['p50_ms']:.2f} | {r['mean_ms']:.2f} | {r['p99_ms']:.2f} | {r['p995_ms']:.2f} "
+            f"| {r['p999_ms']:.2f} | {r['gap_p999_p50_ms']:.2f} "
+            f"| {r['sources'].get('reconstructed', 0):.1%} | {_share(r.get('extra_load'))} |"
         )
     return lines
 
@@ -168,6 +201,7 @@ def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str
         f"Service time: {meta['service_time_ms']:g} ms per inference, padded by sleeping "
         "(stands in for an accelerator; not GPU time).  ",
         f"Contention: `{meta['contention']}` = {meta['contention_description']}.  ",
+        *_load_line(meta),
         f"Each point: median of {meta['repeats']} runs of {meta['queries']} measured "
         f"queries (after {meta['warmup']} warm-up), open-loop Poisson arrivals, v2 gRPC.",
         "",
@@ -176,6 +210,14 @@ def markdown(title: str, command: str, meta: dict[str, Any], runs: list[dict[str
     found = [*comparisons(runs), *accuracy_lines(runs, meta.get("accuracy", {}))]
     lines += ["", *(f"- {line}" for line in found), ""]
     return "\n".join(lines)
+
+
+def _load_line(meta: dict[str, Any]) -> list[str]:
+    """Where the plan gave loads: what the shares are shares of."""
+    if not meta.get("loads"):
+        return []
+    capacity = ", ".join(f"k={k}: {c:g} q/s" for k, c in meta["capacity"].items())
+    return [f"Load: share of capacity ({capacity}), {meta['capacity_method']}.  "]
 
 
 def publish(text: str, results_md: Path | None) -> None:

@@ -49,11 +49,21 @@ def _command() -> str:
 def add_latency(bench: Any, home: Home) -> None:
     """``parm bench latency``."""
     p = bench.add_parser("latency", help="tail latency of every mode, side by side")
-    p.add_argument("--quick", action="store_true", help="k=2, coded vs equal-resources, 1 rate")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="k=2, coded vs equal-resources and hedge, 1 rate (netns: every mode, 2 loads)",
+    )
     p.add_argument("--out", type=Path, default=Path("bench/out/latency"), help="output folder")
     p.add_argument("--ks", type=_ints, help="e.g. 2,3,4")
     p.add_argument("--modes", type=_words, help="e.g. coded,equal-resources,replicate,none")
     p.add_argument("--rates", type=_floats, help="queries/s, e.g. 60,90,120")
+    p.add_argument(
+        "--loads",
+        type=_floats,
+        help="shares of each k's capacity (k*G data instances x 1000/service time), e.g. "
+        "0.3,0.55,0.8; replaces --rates (default on netns)",
+    )
     p.add_argument("--repeats", type=int)
     p.add_argument("--queries", type=int, help="measured queries per run")
     p.add_argument("--warmup", type=int)
@@ -81,6 +91,7 @@ def add_latency(bench: Any, home: Home) -> None:
             "ks",
             "modes",
             "rates",
+            "loads",
             "repeats",
             "queries",
             "warmup",
@@ -139,14 +150,37 @@ def add_calibrate(bench: Any, home: Home) -> None:
     p = bench.add_parser("calibrate", help="measure real instances to calibrate the simulator")
     p.add_argument("--service-time-ms", type=float, default=10.0)
     p.add_argument("--queries", type=int, default=6000, help="queries in the recorded run")
-    p.add_argument("--out", type=Path, default=Path("bench/sim/calibration.json"))
+    p.add_argument("--rate", type=float, help="queries/s (default: the quick plan's first)")
+    p.add_argument("--contention", help="as for parm bench latency (default: its quick plan's)")
+    p.add_argument("--decode-grace", type=_words, help="coded mode once per value, e.g. auto,0")
+    add_network(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="default: bench/sim/calibration.json (netns: bench/sim/calibration-netns.json)",
+    )
 
     def run(args: argparse.Namespace) -> int:
         _no_grpc_fork_handlers()
+        from bench.latency import plan_from_options
         from bench.sim.calibrate import run_calibrate
         from common.runtime import run_loop
 
-        return run_loop(run_calibrate(args.service_time_ms, args.queries, args.out, home()))
+        plan = plan_from_options(
+            True,
+            modes=("coded", "equal-resources", "hedge"),
+            rates=(args.rate,) if args.rate else None,
+            service_time_ms=args.service_time_ms,
+            queries=args.queries,
+            contention=args.contention,
+            decode_graces=args.decode_grace,
+            network=args.network,
+            link_mbit=args.link_mbit,
+            link_queue_ms=args.link_queue_ms,
+        )
+        name = "calibration-netns.json" if plan.network == "netns" else "calibration.json"
+        out = args.out or Path("bench/sim") / name
+        return run_loop(run_calibrate(plan, out, home()))
 
     p.set_defaults(run=run)
 
@@ -184,12 +218,13 @@ def add_bench(bench: Any, home: Home) -> None:
     add_overload(bench, home)
     add_calibrate(bench, home)
     add_codes(bench, home)
+    add_sim(bench)  # also ``parm bench sim``: the same command
 
 
 def add_sim(sub: Any) -> None:
     """``parm sim``: the discrete-event simulator over the frontend's own coordinator."""
     p = sub.add_parser("sim", help="simulate a cluster beyond one machine (same coordinator)")
-    p.add_argument("--scenario", default="papers", choices=["local", "papers", "scale"])
+    p.add_argument("--scenario", default="papers", choices=["local", "papers", "scale", "netns"])
     p.add_argument("--ks", type=_ints, default=(2,))
     p.add_argument("--modes", type=_words, default=("coded", "equal-resources"))
     p.add_argument("--rates", type=_floats, help="queries/s")
@@ -204,7 +239,11 @@ def add_sim(sub: Any) -> None:
         default=("auto",),
         help="coded mode once per value: auto, milliseconds, 0 (eager); e.g. auto,0",
     )
-    p.add_argument("--calibration", type=Path, help="from parm bench calibrate (default: shipped)")
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        help="from parm bench calibrate (default: the scenario's shipped one)",
+    )
     p.add_argument("--compare", type=Path, help="a real results.json: p99 side by side")
     p.add_argument(
         "--replay", action="store_true", help="replay the calibration's trace by time (local)"

@@ -35,7 +35,6 @@ import numpy as np
 from bench.contention.shuffle import Shuffler
 from bench.latency import (
     MODEL,
-    QUICK,
     LatencyPlan,
     ModeCluster,
     clusters_for,
@@ -90,8 +89,8 @@ class Recorded:
     durations: list[float]
 
 
-async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Recorded:
-    """One real run of ``mc`` at the plan's first rate, with a recorder in its frontend."""
+async def record(mc: ModeCluster, plan: LatencyPlan, rate: float, seed: int, raw: Path) -> Recorded:
+    """One real run of ``mc`` at ``rate``, with a recorder in its frontend."""
     active = contention_for(mc, plan, seed)
     shufflers = [i for i in active.injectors if isinstance(i, Shuffler)]
 
@@ -105,7 +104,7 @@ async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Re
     active.start()
     try:
         await asyncio.sleep(plan.settle_s)
-        url, rate = mc.url("grpc"), plan.rates[0]
+        url = mc.url("grpc")
         client = await load_client(url, rate, plan.queries, plan.warmup, seed, raw, "grpc")
     finally:
         await active.stop()
@@ -114,7 +113,7 @@ async def record(mc: ModeCluster, plan: LatencyPlan, seed: int, raw: Path) -> Re
 
 
 async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration:
-    """Record one run per mode of ``plan`` (its first k and rate), equal-resources first.
+    """Record one run per variant of ``plan`` (its first k and rate), equal-resources first.
 
     The modes' clusters are up together and run one after the other with the same
     seed, as in the benchmark; the round-trip distributions for independent draws come
@@ -122,6 +121,7 @@ async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration
     real client figures are kept for the simulator to be checked against.
     """
     k = plan.ks[0]
+    rate = plan.rates_for(k)[0]
     modes = sorted(plan.modes, key=lambda m: m is not Mode.EQUAL_RESOURCES)
     plan = replace(plan, modes=tuple(modes))
     logs = home / "logs" / "calibrate"
@@ -129,7 +129,8 @@ async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration
     runs: dict[str, Recorded] = {}
     async with clusters_for(k, plan, bundles, logs) as running:
         for mc in running:
-            runs[mc.mode.value] = await record(mc, plan, seed, logs / f"{mc.mode.value}.json")
+            raw = logs / f"{mc.label.replace(' ', '')}.json"
+            runs[mc.label] = await record(mc, plan, rate, seed, raw)
     er = runs[Mode.EQUAL_RESOURCES.value]
     keys = ("p50_ms", "p99_ms", "p999_ms")
     return Calibration(
@@ -140,14 +141,15 @@ async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration
         shuffle_transfer_s=tuple(round(d, 4) for d in er.durations),
         traces={mode: _trace(run.recorder.trace) for mode, run in runs.items()},
         real={
-            mode: {"k": k, "rate": plan.rates[0], **{key: float(run.client[key]) for key in keys}}
+            mode: {"k": k, "rate": rate, **{key: float(run.client[key]) for key in keys}}
             for mode, run in runs.items()
         },
         notes={
             "machine": _machine(),
             "command": "parm " + " ".join(sys.argv[1:]),
-            "configuration": f"k={k}, {plan.instances(k)} instances, {plan.rates[0]:g} q/s, "
-            f"contention {plan.contention.text}, {plan.queries} queries per mode",
+            "configuration": f"k={k}, {plan.instances(k)} instances, {rate:g} q/s, "
+            f"contention {plan.contention.text}, {plan.queries} queries per mode, "
+            f"{_network(plan)}",
             "method": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
         },
     )
@@ -164,14 +166,22 @@ def _ms(seconds: list[float]) -> tuple[float, ...]:
     return tuple(round(s * 1000, 3) for s in seconds)
 
 
+def _network(plan: LatencyPlan) -> str:
+    if plan.network != "netns":
+        return "instances on loopback"
+    return (
+        f"each instance on a netns host of its own, links {plan.link_mbit:g} Mbit/s with "
+        f"{plan.link_queue_ms:g} ms of queue"
+    )
+
+
 def _machine() -> str:
     from bench.report import machine
 
     return machine()
 
 
-async def run_calibrate(service_time_ms: float, queries: int, out: Path, home: Path) -> int:
-    plan = replace(QUICK, service_time_ms=service_time_ms, queries=queries)
+async def run_calibrate(plan: LatencyPlan, out: Path, home: Path) -> int:
     cal = await calibrate(plan, home)
     cal.save(out)
     print(summary(cal))

@@ -28,7 +28,7 @@ from bench.report import (
 )
 from bench.sim.engine import ORIGINAL, RECONSTRUCTED, SimResult, Simulation
 from bench.sim.scenarios import SCENARIOS, Scenario, setup_for
-from bench.sim.service import DEFAULT_CALIBRATION, Calibration, summary
+from bench.sim.service import Calibration, summary
 from bench.stats import summarize
 from frontend.config import decode_grace_seconds
 from frontend.events import Mode
@@ -42,6 +42,8 @@ def result_row(result: SimResult) -> dict[str, Any]:
         "reconstructed": int((result.source == RECONSTRUCTED).sum()),
     }
     row["errors"] = {"failed": result.failed} if result.failed else {}
+    if "extra_load" in result.stats:
+        row["extra_load"] = result.stats["extra_load"]
     return row
 
 
@@ -93,18 +95,29 @@ def real_runs(compare: Path | None, cal: Calibration) -> list[dict[str, Any]]:
 def agreement(sim_runs: list[dict[str, Any]], real: list[dict[str, Any]]) -> list[str]:
     """p99 of matching (mode, k, rate) points: simulated against real."""
     by = {(r["mode"], r["k"], r["rate"]): r for r in real}
-    lines = []
+    lines, diffs = [], []
     for s in sim_runs:
         r = by.get((s["mode"], s["k"], s["rate"]))
         if r is None:
             continue
         diff = s["p99_ms"] / r["p99_ms"] - 1
+        diffs.append(abs(diff))
         lines.append(
             f"{s['mode']} k={s['k']} {s['rate']:g} q/s: p99 simulated {s['p99_ms']:.2f} ms vs "
             f"real {r['p99_ms']:.2f} ms ({diff:+.1%}); p50 {s['p50_ms']:.2f} vs "
             f"{r['p50_ms']:.2f} ms; p99.9 {s['p999_ms']:.2f} vs {r['p999_ms']:.2f} ms"
         )
+    if diffs:
+        within = sum(d <= AGREEMENT for d in diffs)
+        lines.append(
+            f"p99 within {AGREEMENT:.0%} of the real run at {within} of {len(diffs)} points "
+            f"(largest difference {max(diffs):.1%})"
+        )
     return lines
+
+
+#: how close a simulated p99 should be to the real one (the netns study's target)
+AGREEMENT = 0.15
 
 
 def markdown(
@@ -127,7 +140,7 @@ def markdown(
         f"Command: `{command}`  ",
         f"Machine (simulation and calibration): {machine()}.  ",
         f"Scenario: {scenario.about}; contention `{scenario.contention}`.  ",
-        f"Calibration ({DEFAULT_CALIBRATION.name} unless --calibration): {summary(cal)}.  ",
+        f"Calibration ({scenario.calibration.name} unless --calibration): {summary(cal)}.  ",
         f"Task times: {service}.  ",
         f"Each point: median over repeats of {scenario.queries:,} measured queries "
         f"(after {scenario.warmup:,} warm-up), Poisson arrivals; the frontend's own "
@@ -147,7 +160,7 @@ def run_sim(args: argparse.Namespace, results_md: Path | None, command: str) -> 
     scenario = replace(scenario, **{k: v for k, v in overrides.items() if v is not None})
     if args.contention is not None:
         scenario = replace(scenario, contention=args.contention)
-    cal = Calibration.load(args.calibration or DEFAULT_CALIBRATION)
+    cal = Calibration.load(args.calibration or scenario.calibration)
     modes = tuple(Mode(m) for m in args.modes)
     print(f"scenario {scenario.name}: {scenario.about}", flush=True)
     graces = tuple(args.decode_grace)

@@ -92,6 +92,9 @@ class SimSetup:
     decode_grace: float | None = 0.0
     #: hedge mode's delay, in seconds: None learned (auto)
     hedge_delay: float | None = None
+    #: queries in flight before new ones are refused, as a real front door refuses calls
+    #: past its limit (``grpc_max_streams``); None: unbounded, overload shows as latency
+    admission_limit: int | None = None
 
 
 @dataclass
@@ -128,7 +131,7 @@ class Simulation:
             decode_grace=setup.decode_grace,
             hedge_delay=setup.hedge_delay,
         )
-        config = _unbounded(config)
+        config = _admission(config, setup.admission_limit)
         self.core = Coordinator(config, data, parity, policy=POLICIES[setup.policy])
         names = [f"data-{i}" for i in range(setup.data)]
         names += [f"parity-{i}" for i in range(setup.parity)]
@@ -144,6 +147,7 @@ class Simulation:
         self._source = np.full(total, OTHER, np.int8)
         self._failed = 0
         self._hedges = 0
+        self._tasks = 0  # instance requests, every kind: the extra load beyond one a query
         # Its own stream: a sampler seeded with the same number must not replay it.
         self._rng = np.random.default_rng([setup.seed, ARRIVALS_STREAM])
         self._service = Draws(setup.service)
@@ -170,8 +174,15 @@ class Simulation:
             failed=self._failed,
             events=events,
             sim_time_s=self.clock.now(),
-            stats={"hedges": float(self._hedges)} if setup.mode is Mode.HEDGE else {},
+            stats=self._stats(),
         )
+
+    def _stats(self) -> dict[str, float]:
+        queries = self.setup.warmup + self.setup.queries
+        stats = {"extra_load": self._tasks / max(1, queries) - 1}
+        if self.setup.mode is Mode.HEDGE:
+            stats["hedges"] = float(self._hedges)
+        return stats
 
     def _loop(self, arrivals: list[float]) -> int:
         heap, core, clock, act = self._heap, self.core, self.clock, self._act
@@ -214,6 +225,7 @@ class Simulation:
                 self._hedges += 1  # a backup copy: extra load
 
     def _start(self, action: SendData | SendParity, now: float) -> None:
+        self._tasks += 1
         windows = self._busy.get(action.instance)
         busy = windows is not None and windows.covers(now)
         if self.setup.replay is not None:
@@ -246,8 +258,8 @@ class Draws:
         return value
 
 
-def _unbounded(config: CoreConfig) -> CoreConfig:
-    """No admission limit: a simulated overload shows as latency, not as refusals."""
+def _admission(config: CoreConfig, limit: int | None) -> CoreConfig:
+    """The admission limit: none (a simulated overload shows as latency), or ``limit``."""
     from dataclasses import replace
 
-    return replace(config, max_outstanding=1 << 30)
+    return replace(config, max_outstanding=1 << 30 if limit is None else limit)

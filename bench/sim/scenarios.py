@@ -13,6 +13,7 @@ gives every mode the same seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +29,7 @@ from bench.sim.episodes import (
     shuffle_episodes,
     windows,
 )
-from bench.sim.service import Calibration, Replay
+from bench.sim.service import DEFAULT_CALIBRATION, Calibration, Replay
 from frontend.events import Mode
 
 
@@ -41,6 +42,9 @@ class Scenario:
     warmup: int
     contention: str
     about: str
+    calibration: Path = DEFAULT_CALIBRATION  # unless --calibration says otherwise
+    #: queries in flight before refusals (the real front door's limit); None: unbounded
+    admission_limit: int | None = None
 
 
 SCENARIOS = {
@@ -57,6 +61,14 @@ SCENARIOS = {
         "scale", 1200, (100_000.0,), 300_000, 20_000, "shuffle:concurrency=800",
         "beyond one machine: 2,400 data + 1,200 parity instances (k=2) vs 3,600, "
         "100,000 q/s, shuffles keeping the papers' share of instances busy",
+    ),
+    "netns": Scenario(
+        "netns", 2, (120.0, 220.0, 320.0), 3_000, 300, "shuffle:concurrency=1",
+        "this machine's netns study at k=2 (parm bench latency --network netns): 4 data + "
+        "2 parity hosts vs 6, 30-80% of capacity, one link-level shuffle at a time; task "
+        "times from a netns run's round trips, busy (the host's link in a transfer) or idle",
+        DEFAULT_CALIBRATION.with_name("calibration-netns.json"),
+        32,  # the benchmark client's one gRPC connection: grpc_max_streams calls at once
     ),
 }  # fmt: skip
 
@@ -145,4 +157,5 @@ def setup_for(
         busy_service=with_delays(cal.busy_service(run_seed), contention.delay, run_seed),
         replay=Replay(cal, mode.value, run_seed) if replay else None,
         seed=run_seed,
+        admission_limit=scenario.admission_limit,
     )

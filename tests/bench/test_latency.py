@@ -10,7 +10,7 @@ import pytest
 
 from bench.contention import parse_contention
 from bench.contention.shuffle import sidecar_bytes
-from bench.latency import QUICK, ModeCluster, _cluster, plan_from_options
+from bench.latency import NETNS, QUICK, QUICK_NETNS, ModeCluster, _cluster, plan_from_options
 from frontend.events import Mode
 from tests.model_container.container_process import make_bundle, make_parity_bundle
 
@@ -97,14 +97,30 @@ def test_a_netns_plan_scales_its_shuffles_to_the_links_and_says_so():
     assert (described["network"], described["link_mbit"]) == ("netns", 100.0)
     assert "12.8-25.6 MB" in described["contention_description"]
     assert QUICK.network_spec is None and QUICK.injected == QUICK.contention
-    # on hosts, the papers' own four concurrent transfers unless told otherwise
-    assert plan_from_options(True, network="netns").contention.text == "shuffle"
+    # on hosts, the papers' transfers (one at a time among 6 hosts) unless told otherwise
+    assert plan_from_options(True, network="netns").contention.text == "shuffle:concurrency=1"
     assert plan_from_options(True, network="netns", contention="none").contention.text == "none"
+
+
+def test_loads_are_shares_of_each_ks_derived_capacity():
+    assert (NETNS.capacity(2), NETNS.capacity(4)) == (400.0, 800.0)  # 2k data x 100 q/s
+    assert NETNS.rates_for(2) == (120.0, 220.0, 320.0)
+    assert NETNS.rates_for(4) == (240.0, 440.0, 640.0)
+    assert QUICK.rates_for(3) == QUICK.rates  # no loads: the rates run
+    assert NETNS.describe()["rates"] == {"2": [120.0, 220.0, 320.0], **NETNS.describe()["rates"]}
+
+
+def test_netns_plans_run_every_mode_eager_and_with_the_auto_grace():
+    quick = plan_from_options(True, network="netns")
+    assert quick == QUICK_NETNS and quick.modes == NETNS.modes and len(quick.variants()) == 6
+    assert plan_from_options(False, network="netns", ks=(2,)).loads == NETNS.loads
+    assert plan_from_options(False, network="netns", rates=(90.0,)).rates_for(3) == (90.0,)
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
+        ({"loads": (0.5, 0.0)}, "expected shares of capacity"),
         ({"network": "wifi"}, "expected loopback or netns"),
         ({"contention": parse_contention("cutoff")}, "cutoff contention needs hosts"),
     ],

@@ -56,5 +56,6 @@ def test_a_run_on_hosts_shuffles_through_their_links_and_cuts_them(tmp_path: Pat
     assert row["network"] == "netns" and row["injected"]["cutoff_episodes"] >= 1
     assert sum(received for received, _ in moved) > 0  # bytes crossed the links
     assert sum(row["sources"].values()) == 40  # every measured query answered
+    assert row["load"] == pytest.approx(40.0 / plan.capacity(K)) and row["extra_load"] > 0
     assert len(hosts) == 3
     assert not [n for n in namespaces() if n.startswith(f"parm{index}")]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bench.latency import QUICK
+from bench.latency import QUICK, QUICK_NETNS
 from bench.report import aggregate, comparisons, markdown, write_outputs
 
 
@@ -62,4 +62,42 @@ def test_the_markdown_names_command_setting_and_figures():
     text = markdown("Tail latency", "parm bench latency --quick", meta, aggregate(ROWS))
     assert "`parm bench latency --quick`" in text
     assert "padded by sleeping" in text and "not GPU time" in text
-    assert "| coded | 2 | 3 | 90 |" in text
+    assert "| coded | 2 | 3 | 90 | - |" in text
+
+
+def test_a_tail_above_equal_resources_is_called_higher():
+    worse = [{**r, "p999_ms": 120.0} if r["mode"] == "coded" else r for r in ROWS]
+    (line,) = comparisons(aggregate(worse))
+    assert "120.0 ms vs Equal-Resources 80.0 ms (50% higher)" in line
+
+
+def with_extras(row: dict[str, object], extra: float) -> dict[str, object]:
+    return {**row, "load": 0.3, "extra_load": extra}
+
+
+def test_load_and_extra_load_are_medians_and_reach_the_csv_and_table(tmp_path):
+    rows = [with_extras(r, 0.5 if r["mode"] == "coded" else 0.0) for r in ROWS]
+    runs = aggregate(rows)
+    assert {r["mode"]: (r["load"], r["extra_load"]) for r in runs} == {
+        "coded": (0.3, 0.5), "equal-resources": (0.3, 0.0),
+    }  # fmt: skip
+    write_outputs(tmp_path, runs, rows, {})
+    with (tmp_path / "results.csv").open() as f:
+        assert [r["extra_load"] for r in csv.DictReader(f)] == ["0.5", "0.0"]
+    meta = {**QUICK_NETNS.describe(), "groups": 1}
+    text = markdown("Tail latency", "parm bench latency", meta, runs)
+    assert "| 30.0% | 12.00 |" in text and "| 10.0% | 50.0% |" in text
+    assert "Load: share of capacity (k=2: 400 q/s), derived" in text
+
+
+def test_every_coded_variant_is_set_against_equal_resources_and_hedging():
+    hedged = [
+        {**row("hedge", i, p, 11.0), "extra_load": 0.05} for i, p in enumerate((60.0, 50.0, 55.0))
+    ]
+    eager = [{**r, "mode": "coded, grace=0"} for r in ROWS if r["mode"] == "coded"]
+    lines = comparisons(aggregate([*ROWS, *eager, *hedged]))
+    assert "k=2, 90 queries/s: ParM (grace=0) p99.9 40.0 ms vs Equal-Resources" in "".join(lines)
+    against = [line for line in lines if "vs hedge" in line]
+    assert len(against) == 2
+    assert "p50 12.00 vs 11.00 ms, p99.9 40.0 vs 55.0 ms (0.73x, ParM lower)" in against[0]
+    assert against[0].endswith("extra load - vs 5.0%")

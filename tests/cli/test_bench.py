@@ -68,8 +68,18 @@ def test_codes_append_to_the_results_unless_told_not_to(monkeypatch):
 
 
 def test_calibrate_measures_into_the_shipped_calibration_by_default(monkeypatch):
-    seen = run(monkeypatch, bench.sim.calibrate, "run_calibrate", "bench", "calibrate")
-    assert seen == [10.0, 6000, Path("bench/sim/calibration.json"), HOME]
+    plan, out, home = run(monkeypatch, bench.sim.calibrate, "run_calibrate", "bench", "calibrate")
+    assert (out, home) == (Path("bench/sim/calibration.json"), HOME)
+    assert plan == bench.latency.QUICK  # 10 ms, coded, equal-resources and hedge
+    assert plan.queries == 6000 and plan.network == "loopback"
+
+
+def test_calibrate_on_netns_hosts_records_into_its_own_calibration(monkeypatch):
+    argv = ("bench", "calibrate", "--network", "netns", "--rate", "220", "--queries", "5000")
+    plan, out, _ = run(monkeypatch, bench.sim.calibrate, "run_calibrate", *argv)
+    assert out == Path("bench/sim/calibration-netns.json")
+    assert (plan.network, plan.rates_for(2), plan.queries) == ("netns", (220.0,), 5000)
+    assert plan.modes == (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE)
 
 
 def test_sim_options_reach_the_simulator(monkeypatch):
@@ -78,6 +88,12 @@ def test_sim_options_reach_the_simulator(monkeypatch):
     assert (args.scenario, args.ks, args.rates, args.replay) == ("local", (2, 4), (100.0,), True)
     assert args.modes == ("coded", "equal-resources") and args.repeats == 3
     assert results == Path("bench/RESULTS.md")
+
+
+def test_the_simulator_is_also_a_bench_command(monkeypatch):
+    argv = ("bench", "sim", "--scenario", "netns", "--decode-grace", "auto,0")
+    args, _, _ = run(monkeypatch, bench.sim.cli, "run_sim", *argv)
+    assert (args.scenario, args.decode_grace) == ("netns", ("auto", "0"))
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,9 @@ def test_agreement_lines_compare_p99(tmp_path):
     real = tmp_path / "results.json"
     run = {"mode": "coded", "k": 2, "rate": 90.0, "p50_ms": 12.0, "p99_ms": 40.0, "p999_ms": 60.0}
     real.write_text(json.dumps({"runs": [run]}))
-    (line,) = agreement([{**run, "p99_ms": 44.0}], real_runs(real, CAL))
+    line, verdict = agreement([{**run, "p99_ms": 44.0}], real_runs(real, CAL))
     assert "p99 simulated 44.00 ms vs real 40.00 ms (+10.0%)" in line
+    assert verdict == "p99 within 15% of the real run at 1 of 1 points (largest difference 10.0%)"
 
 
 def test_without_a_results_file_the_calibrations_runs_are_the_reference():

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.sim.engine import ORIGINAL, RECONSTRUCTED, Draws, SimSetup, Simulation, pools
+from bench.sim.engine import (
+    ORIGINAL,
+    RECONSTRUCTED,
+    Draws,
+    SimResult,
+    SimSetup,
+    Simulation,
+    pools,
+)
 from bench.sim.episodes import merge, poisson_episodes, windows
 from bench.sim.service import constant, exponential
 from frontend.events import Mode
@@ -71,7 +79,16 @@ def test_hedge_mode_sends_backups_around_a_paused_instance_and_counts_them():
     assert (result.source == ORIGINAL).all()
     assert np.nanmax(result.latency_s) < 0.2  # a backup answers for what data-0 holds
     # data-0 takes one task and never gives it back: exactly one backup was needed
-    assert result.stats == {"hedges": 1.0}
+    assert result.stats == {"hedges": 1.0, "extra_load": pytest.approx(1 / 400)}
+
+
+@pytest.mark.parametrize(("mode", "extra"), [(Mode.CODED, 0.5), (Mode.REPLICATE, 1.0)])
+def test_extra_load_counts_every_instance_request_beyond_one_a_query(mode, extra):
+    setup = SimSetup(
+        k=2, mode=mode, data=2, parity=1, rate=20, queries=400, service=constant(0.001),
+        group_timeout_s=1.0,  # groups fill: one parity per two queries
+    )  # fmt: skip
+    assert Simulation(setup).run().stats == {"extra_load": pytest.approx(extra)}
 
 
 @pytest.mark.parametrize(("busy", "median"), [((0.0, 1000.0, 1.0), 0.05), ((0.0, 0.0, 1.0), 0.01)])
@@ -119,3 +136,16 @@ def test_draws_come_in_the_samplers_order_across_refills():
     assert first[:2] == [65_536.0, 65_537.0]
     assert first[-1] == 2 * 65_536.0  # the second batch begins where the first ran out
     assert calls == [65_536, 65_536]
+
+
+def test_an_admission_limit_refuses_what_an_overloaded_pool_cannot_hold():
+    def overloaded(limit: int | None) -> SimResult:
+        setup = SimSetup(
+            k=2, mode=Mode.NONE, data=1, parity=0, rate=200, queries=400,
+            service=constant(0.01), admission_limit=limit,
+        )  # fmt: skip
+        return Simulation(setup).run()
+
+    unbounded, limited = overloaded(None), overloaded(4)
+    assert unbounded.failed == 0 and np.nanmax(unbounded.latency_s) > 1.0  # queued
+    assert limited.failed > 0 and np.nanmax(limited.latency_s) <= 4 * 0.01 + 1e-9

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from frontend.events import Mode
 from tests.bench.sim.calibrations import CAL
 
 
-@pytest.mark.parametrize("scenario", ["local", "papers", "scale"])
+@pytest.mark.parametrize("scenario", ["local", "papers", "scale", "netns"])
 def test_every_mode_of_a_run_meets_the_same_contention(scenario):
     sc = SCENARIOS[scenario]
     coded = setup_for(sc, 2, Mode.CODED, sc.rates[0], 0, CAL, seed=1, queries=1000)
@@ -61,3 +63,33 @@ def test_shuffles_without_measured_transfers_take_the_link_rate():
     assert len(spans) == 2  # one transfer, two instances, for 1 Gbit at 10 Gbit/s
     assert all(starts == [0.0] and ends == pytest.approx([0.1]) for starts, ends in spans)
     assert shuffles_for(parse_contention("pause"), 2, CAL, 50.0, seed=0) == []
+
+
+def test_the_netns_scenario_mimics_the_study_at_k2_in_simulated_time():
+    sc = SCENARIOS["netns"]
+    assert (sc.groups, sc.rates, sc.contention) == (
+        2,
+        (120.0, 220.0, 320.0),
+        "shuffle:concurrency=1",
+    )
+    assert sc.calibration.name == "calibration-netns.json"
+    # the real front door refuses calls past 32 in flight on the client's connection
+    assert setup_for(sc, 2, Mode.CODED, 120.0, 0, CAL, seed=0).admission_limit == 32
+    assert setup_for(SCENARIOS["papers"], 2, Mode.CODED, 150.0, 0, CAL, 0).admission_limit is None
+    # a host whose link carries a transfer answers late (its link queue), as measured there
+    links = Calibration(10.0, CAL.rtt_ms, 1.5, (15.0, 40.0, 80.0, 110.0), (0.4, 0.8))
+    rows = {}
+    for mode, grace in ((Mode.CODED, 0.0), (Mode.EQUAL_RESOURCES, 0.0), (Mode.HEDGE, 0.0)):
+        setup = setup_for(sc, 2, mode, 120.0, 0, links, seed=0, queries=6_000)
+        rows[mode] = result_row(Simulation(dataclasses.replace(setup, decode_grace=grace)).run())
+    coded, er, hedge = rows[Mode.CODED], rows[Mode.EQUAL_RESOURCES], rows[Mode.HEDGE]
+    assert coded["p999_ms"] < er["p999_ms"] and hedge["p999_ms"] < er["p999_ms"]
+    assert coded["extra_load"] == pytest.approx(0.5, abs=0.05)  # one parity per k=2 queries
+    assert 0 < hedge["extra_load"] < 0.2 and er["extra_load"] == 0
+
+
+def test_the_netns_scenario_ships_a_calibration_recorded_on_netns_hosts():
+    cal = Calibration.load(SCENARIOS["netns"].calibration)
+    assert "netns host" in cal.notes["configuration"]
+    assert cal.shuffle_rtt_ms and cal.shuffle_transfer_s  # the links' slow moments, measured
+    assert {"coded", "coded, grace=0", "equal-resources", "hedge"} <= set(cal.real)
