@@ -33,7 +33,7 @@ from common.bundle import (
     read_manifest,
 )
 from common.clock import Clock, TimerHandle, sleep
-from common.codes import TRAINING_FREE, make_code
+from common.codes import BASE_ANSWERS_PARITY, LEARNED, Code, make_code
 from frontend.admission import Admission
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.core import Coordinator
@@ -175,7 +175,7 @@ class ModelService:
         data, parity = config.pools()
         self.parities = self._parity_models() if parity else []
         self.parity: Manifest | None = self.parities[0] if self.parities else None
-        self.code = make_code(config.code, config.k, config.r)
+        self.code = self._make_code()
         self.core = Coordinator(
             config.core_config(),
             [InstanceSpec(a.name, config.max_inflight) for a in data],
@@ -220,7 +220,7 @@ class ModelService:
         this base model, k, code and r.
         """
         config = self.config
-        if config.code in TRAINING_FREE:
+        if config.code in BASE_ANSWERS_PARITY:
             if self._in_dtype.kind != "f":
                 raise BundleMismatchError(
                     f"model {self.name!r}: the {config.code} code sends interpolated inputs, "
@@ -235,6 +235,15 @@ class ModelService:
                 index=index if config.r > 1 else None,
             )  # fmt: skip
         return parities
+
+    def _make_code(self) -> Code:
+        config = self.config
+        if config.code != LEARNED:
+            return make_code(config.code, config.k, config.r)
+        from common.learned import load_learned_code  # torch: only for a learned code
+
+        assert config.code_bundle is not None  # ModelConfig checked it
+        return load_learned_code(config.code_bundle, self.base, config.k, config.r)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -478,7 +487,6 @@ class ModelService:
         self.links[action.instance].send(action.task_id, request)
 
     def _send_parity(self, action: SendParity) -> None:
-        manifest = self.parities[action.index]
         began = self._now()
         batch = self.config.batch_size
         inputs = np.zeros((self.config.k, batch, *self.input.shape), np.float32)
@@ -486,14 +494,33 @@ class ModelService:
             for i, row in enumerate(rows):
                 assert isinstance(row, _Row)
                 inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
-        parity_input = self.code.encode_all(inputs)[action.index]  # (B, *input_shape)
+        self._coding(
+            lambda: self.code.encode_all(inputs)[action.index],  # (B, *input_shape)
+            lambda parity_input: self._send_encoded(action, parity_input, began),
+        )
+
+    def _send_encoded(self, action: SendParity, parity_input: Array, began: float) -> None:
+        manifest = self.parities[action.index]
         dtype = dtype_of(manifest.inputs[0].datatype)
         raw = parity_input.astype(dtype, copy=False).tobytes()
         now = self._now()
         self.metrics.encode.observe(now - began)
-        request = self._request(manifest, action.task_id, batch, raw)
+        request = self._request(manifest, action.task_id, self.config.batch_size, raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
+
+    def _coding(self, work: Callable[[], Array], then: Callable[[Array], None]) -> None:
+        """``then(work())``: at once for an arithmetic code; for a heavy one (network
+        passes: a learned code) ``work`` runs in a worker thread, off the event loop."""
+        if not getattr(self.code, "heavy", False):
+            then(work())
+            return
+        assert self._tasks is not None, "queries are coded only while run() runs"
+        self._tasks.create_task(self._in_thread(work, then), name="coding")
+
+    @staticmethod
+    async def _in_thread(work: Callable[[], Array], then: Callable[[Array], None]) -> None:
+        then(await asyncio.to_thread(work))
 
     @staticmethod
     def _request(manifest: Manifest, task_id: int, rows: int, raw: bytes) -> pb.ModelInferRequest:
@@ -514,7 +541,14 @@ class ModelService:
                 outputs[slot, :size] = np.asarray(out)
         parities = [None if p is None else np.asarray(p, np.float32) for p in action.parity_outputs]
         erased = list(action.erased)
-        decoded = self.code.decode_erasures(parities, outputs, erased)[erased.index(action.missing)]
+        self._coding(
+            lambda: self.code.decode_erasures(parities, outputs, erased)[
+                erased.index(action.missing)
+            ],
+            lambda decoded: self._answer_decoded(action, decoded, began),
+        )
+
+    def _answer_decoded(self, action: Reconstruct, decoded: Array, began: float) -> None:
         decoded = decoded.astype(self._out_dtype, copy=False)  # (B, *out)
         self.metrics.decode.observe(self._now() - began)
         self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))

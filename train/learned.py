@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn import functional
 
 from common.bundle import Manifest, ParityInfo, TensorSpec
+from common.learned import LearnedCode
 from common.models import Preprocess, save_bundle
 from train.augment import Augmentation, augment, check_augmentation
 from train.base import image_shape
@@ -64,24 +65,28 @@ class LearnedConfig(TrainConfig):
     val_rounds: int = 2
 
 
-class LearnedCode(nn.Module):
-    """Encoder, frozen base model F and decoder: reconstructions of erased outputs."""
+class CodedModel(nn.Module):
+    """The trainable whole: the code's encoder, frozen base model F, the code's decoder."""
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, base: nn.Module) -> None:
+    def __init__(self, code: LearnedCode, base: nn.Module) -> None:
         super().__init__()
-        self.encoder, self.decoder = encoder, decoder
+        self.code = code
         self.base = [base]  # a list hides F from parameters() and state_dict()
 
-    def forward(self, x: torch.Tensor, outputs: torch.Tensor, erased: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        outputs: torch.Tensor,
+        erased: torch.Tensor,
+        parity_erased: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Decoded outputs ``(k, B, O)`` from inputs ``(k, B, *sample)``, F's outputs
-        ``(k, B, O)`` and the erased slots ``(k, B)`` (True: erased)."""
-        b = erased.shape[1]
-        parities = self.encoder(x.transpose(0, 1))  # (B, r, *sample)
-        base = self.base[0]
-        parity_out = base(parities.flatten(0, 1)).view(b, -1, outputs.shape[-1])  # (B, r, O)
-        kept = outputs * (~erased).unsqueeze(-1)  # erased outputs are zero
-        decoder_in = torch.cat([kept.transpose(0, 1), parity_out], dim=1)  # (B, k+r, O)
-        return self.decoder(decoder_in).transpose(0, 1)  # type: ignore[no-any-return]
+        ``(k, B, O)`` and the erased slots ``(k, B)`` (True: erased); ``parity_erased``
+        ``(r, B)`` erases parity outputs too."""
+        parities = self.code.parities(x)  # (r, B, *sample)
+        r, b = parities.shape[:2]
+        parity_out = self.base[0](parities.flatten(0, 1)).view(r, b, -1)  # (r, B, O)
+        return self.code.reconstruct(outputs, parity_out, erased, parity_erased)
 
 
 def random_erasures(k: int, r: int, b: int, generator: torch.Generator) -> torch.Tensor:
@@ -136,7 +141,7 @@ def learned_epoch(trainer: Trainer, job: LearnedJob) -> float:
 
 @torch.no_grad()
 def learned_accuracy(
-    model: LearnedCode,
+    model: CodedModel,
     base: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -207,11 +212,13 @@ class CodeNets:
     decoder_args: dict[str, Any]
     mean: float
     std: float
+    k: int
+    r: int
 
-    def module(self, base: nn.Module) -> LearnedCode:
+    def module(self, base: nn.Module) -> CodedModel:
         """The trainable whole: normalisation, encoder, frozen F, decoder."""
         encoder = nn.Sequential(Preprocess([self.mean], [self.std]), self.encoder)
-        return LearnedCode(encoder, self.decoder, base)
+        return CodedModel(LearnedCode(encoder, self.decoder, self.k, self.r), base)
 
 
 def _networks(config: LearnedConfig, base: Manifest, x: torch.Tensor) -> CodeNets:
@@ -239,6 +246,8 @@ def _networks(config: LearnedConfig, base: Manifest, x: torch.Tensor) -> CodeNet
         decoder_args,
         mean,
         std,
+        config.k,
+        config.r,
     )
 
 
@@ -285,7 +294,7 @@ def _save_code(
 
 
 def _test_metrics(
-    model: LearnedCode, base: nn.Module, split: Split, config: LearnedConfig, dev: torch.device
+    model: CodedModel, base: nn.Module, split: Split, config: LearnedConfig, dev: torch.device
 ) -> dict[str, Any]:
     x = torch.from_numpy(split.x_test).to(dev)
     y = torch.from_numpy(split.y_test).to(dev)

@@ -148,7 +148,7 @@ def test_up_with_the_berrut_code_needs_no_parity_bundle(
         main(args)
     ((deployment, _),) = started
     (model,) = deployment.models  # type: ignore[attr-defined]
-    assert (model.k, model.r, model.parity_bundles, model.training_free) == (3, 2, (), True)
+    assert (model.k, model.r, model.parity_bundles, model.base_answers_parity) == (3, 2, (), True)
     assert model.bundle_for("parity-1") == tmp_path
     too_few = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--r", "2"]
     assert main([*too_few, *FREE_HTTP]) == 2  # two parities, one parity instance

@@ -260,7 +260,7 @@ def test_a_berrut_deployment_file_serves_the_base_model_on_its_parity_instances(
         "data_instances = 3\nparity_instances = 2\n"
     )
     (m,) = load_deployment(path).models
-    assert (m.r, m.parity_bundles, m.training_free) == (2, (), True)
+    assert (m.r, m.parity_bundles, m.base_answers_parity) == (2, (), True)
     assert [m.bundle_for(f"parity-{i}") for i in range(2)] == [tmp_path / "b"] * 2
     data = tuple(InstanceAddress(f"data-{i}", f"h:{i}") for i in range(3))
     parity = tuple(InstanceAddress(f"parity-{i}", f"h:{3 + i}") for i in range(2))
