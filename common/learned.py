@@ -84,7 +84,7 @@ class LearnedCode(nn.Module):
 
     def encode_all(self, inputs: Any) -> list[Any]:
         """The r parity inputs ``(B, *sample)`` (float32) of ``inputs`` ``(k, B, *sample)``."""
-        x = torch.from_numpy(np.ascontiguousarray(inputs, np.float32))
+        x = torch.from_numpy(np.array(inputs, np.float32))  # a copy: the wire buffer is read-only
         if len(x) != self.k:
             raise ValueError(f"expected {self.k} slots along the first axis, got {len(x)}")
         with torch.no_grad():
@@ -111,7 +111,7 @@ class LearnedCode(nn.Module):
         parity = torch.zeros((self.r, *out.shape[1:]))  # (r, B, O)
         for i, p in enumerate(parity_outputs):
             if p is not None:
-                parity[i] = torch.from_numpy(np.asarray(p, np.float32)).reshape(out.shape[1:])
+                parity[i] = torch.from_numpy(np.array(p, np.float32)).reshape(out.shape[1:])
         parity_erased = torch.tensor(absent).unsqueeze(1).expand(self.r, out.shape[1])
         with torch.no_grad():
             decoded = self.reconstruct(out, parity, erased, parity_erased)  # (k, B, O)

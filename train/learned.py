@@ -96,6 +96,18 @@ def random_erasures(k: int, r: int, b: int, generator: torch.Generator) -> torch
     return (ranks < counts).T
 
 
+def random_parity_erasures(
+    erased: torch.Tensor, r: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``(r, B)`` masks erasing parity outputs too, as a late parity does in serving:
+    0..(r - erased data slots) of them per group, uniformly, so the group stays decodable."""
+    b = erased.shape[1]
+    room = r - erased.sum(0).cpu()  # (B,)
+    counts = (torch.rand(b, generator=generator) * (room + 1)).floor()
+    ranks = torch.rand(b, r, generator=generator).argsort(dim=1).argsort(dim=1)  # (B, r)
+    return (ranks < counts.unsqueeze(1)).T
+
+
 def learned_loss(
     config: LearnedConfig, decoded: torch.Tensor, outputs: torch.Tensor, erased: torch.Tensor
 ) -> torch.Tensor:
@@ -132,8 +144,11 @@ def learned_epoch(trainer: Trainer, job: LearnedJob) -> float:
         x = flat.view(k, b, *flat.shape[1:])  # (k, B, *sample)
         with torch.no_grad():
             outputs = job.base(flat).view(k, b, -1)  # (k, B, O)
-        erased = random_erasures(k, config.r, b, trainer.generator).to(x.device)
-        loss = learned_loss(config, model(x, outputs, erased), outputs, erased)
+        erased = random_erasures(k, config.r, b, trainer.generator)
+        parity_erased = random_parity_erasures(erased, config.r, trainer.generator)
+        erased, parity_erased = erased.to(x.device), parity_erased.to(x.device)
+        decoded = model(x, outputs, erased, parity_erased)
+        loss = learned_loss(config, decoded, outputs, erased)
         trainer.step(loss)
         total += loss.item() * b
     return total / count
@@ -179,7 +194,7 @@ def train_learned(
     base_manifest, base = frozen_model(base_dir, run.device)
     x, x_val, y_val = run.x, run.x_val, run.y_val
     with run.threads():
-        nets = _networks(config, base_manifest, x)
+        nets = _networks(config, base_manifest, x, base)
         model = nets.module(base).to(run.device)
         how = check_augmentation(config.augment, split.augmentation, x)
         # the code gets its own draw of the data order (seed + 2)
@@ -221,7 +236,7 @@ class CodeNets:
         return CodedModel(LearnedCode(encoder, self.decoder, self.k, self.r), base)
 
 
-def _networks(config: LearnedConfig, base: Manifest, x: torch.Tensor) -> CodeNets:
+def _networks(config: LearnedConfig, base: Manifest, x: torch.Tensor, model: nn.Module) -> CodeNets:
     if config.loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
     if config.encoder not in ENCODERS or config.decoder not in DECODERS:
@@ -236,7 +251,11 @@ def _networks(config: LearnedConfig, base: Manifest, x: torch.Tensor) -> CodeNet
     if config.encoder == "conv":
         shape = {"input_shape": list(image_shape(sample))}
     encoder_args = {"k": config.k, "r": config.r, **shape, "output_mean": mean, "output_std": std}
-    decoder_args = {"k": config.k, "r": config.r, "out_features": prod(base.outputs[0].shape)}
+    scale = float(predict(model, x).std())  # F's outputs' spread: the decoder's unit
+    decoder_args = {
+        "k": config.k, "r": config.r, "out_features": prod(base.outputs[0].shape),
+        "output_scale": scale,
+    }  # fmt: skip
     encoder_args |= config.encoder_args
     decoder_args |= config.decoder_args
     return CodeNets(

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.bundle import BundleMismatchError, Manifest, ParityInfo, TensorSpec, learned_code_info
+from common.bundle import BundleMismatchError, TensorSpec, learned_code_info, read_manifest
 from common.learned import LearnedCode, load_learned_code
 from common.models import build, save_bundle
+from tests.common.learned_runs import save_learned_run
 
 FEATURES, CLASSES = 6, 4
 
@@ -23,9 +24,9 @@ def networks(k: int, r: int) -> LearnedCode:
     return LearnedCode(encoder, decoder, k, r).eval()
 
 
-def base_manifest(tmp_path: Path) -> Manifest:
+def base_bundle(tmp_path: Path) -> Path:
     path = tmp_path / "base"
-    return save_bundle(
+    save_bundle(
         path, name="m", role="base", architecture="mlp",
         arch_args={"in_features": FEATURES, "num_classes": CLASSES, "hidden": [5]},
         module=build("mlp", in_features=FEATURES, num_classes=CLASSES, hidden=[5]),
@@ -33,21 +34,7 @@ def base_manifest(tmp_path: Path) -> Manifest:
         output_spec=TensorSpec("logits", "FP32", (CLASSES,)),
         preprocessing={"mean": [0.0], "std": [1.0]},
     )  # fmt: skip
-
-
-def save_code(run: Path, code: LearnedCode, base: Manifest, *, k: int, r: int, **roles) -> None:
-    info = ParityInfo(k, "learned-mlp", base.weights_sha256, base.name, r)
-    args = {
-        "encoder": ("mlp-encoder", {"k": code.k, "r": code.r, "sample_shape": [FEATURES]}),
-        "decoder": ("mlp-decoder", {"k": code.k, "r": code.r, "out_features": CLASSES, "hidden": 2}),
-    }
-    for folder, (architecture, arch_args) in args.items():
-        save_bundle(
-            run / folder, name=f"c-{folder}", role=roles.get(folder, folder),
-            architecture=architecture, arch_args=arch_args, module=getattr(code, folder),
-            input_spec=TensorSpec("x", "FP32", (1,)), output_spec=TensorSpec("y", "FP32", (1,)),
-            preprocessing={"mean": [0.0], "std": [1.0]}, parity=info,
-        )  # fmt: skip
+    return path
 
 
 @pytest.mark.parametrize(("k", "r"), [(2, 1), (3, 2), (4, 1)])
@@ -96,11 +83,10 @@ def test_slots_and_erasures_are_checked() -> None:
 
 
 def test_a_saved_code_loads_and_decodes_the_same(tmp_path: Path) -> None:
-    base = base_manifest(tmp_path)
-    code = networks(2, 1)
-    save_code(tmp_path / "run", code, base, k=2, r=1)
+    base = base_bundle(tmp_path)
+    code = save_learned_run(tmp_path / "run", base, k=2, r=1)
     assert learned_code_info(tmp_path / "run").r == 1
-    loaded = load_learned_code(tmp_path / "run", base, 2, 1)
+    loaded = load_learned_code(tmp_path / "run", read_manifest(base), 2, 1)
     inputs = np.random.default_rng(2).random((2, 4, FEATURES)).astype(np.float32)
     np.testing.assert_allclose(loaded.encode(inputs), code.encode(inputs), rtol=1e-6)
 
@@ -117,18 +103,17 @@ def test_a_saved_code_loads_and_decodes_the_same(tmp_path: Path) -> None:
 def test_a_code_for_another_base_k_or_r_is_refused(
     tmp_path: Path, k: int, r: int, roles: dict[str, str], other_base: bool, message: str
 ) -> None:
-    base = base_manifest(tmp_path)
-    save_code(tmp_path / "run", networks(2, 1), base, k=2, r=1, **roles)
-    served = base
+    base = base_bundle(tmp_path)
+    save_learned_run(tmp_path / "run", base, k=2, r=1, roles=roles)
+    served = read_manifest(base)
     if other_base:
         torch.manual_seed(99)
-        served = base_manifest(tmp_path / "other")
+        served = read_manifest(base_bundle(tmp_path / "other"))
     with pytest.raises(BundleMismatchError, match=message):
         load_learned_code(tmp_path / "run", served, k, r)
 
 
 def test_learned_code_info_wants_an_encoder(tmp_path: Path) -> None:
-    base = base_manifest(tmp_path)
-    save_code(tmp_path / "run", networks(2, 1), base, k=2, r=1, encoder="parity")
+    save_learned_run(tmp_path / "run", base_bundle(tmp_path), roles={"encoder": "parity"})
     with pytest.raises(BundleMismatchError, match="expected a learned code's training run"):
         learned_code_info(tmp_path / "run")
