@@ -58,7 +58,10 @@ def add_commands(sub: Any) -> None:
         "--code",
         help="default: the parity bundles'; training-free (the base model answers the "
         "parity queries): berrut, berrut-interpolate, mean; or approxifer (ApproxIFER's "
-        "non-systematic Berrut setting)",
+        "non-systematic Berrut setting); learned (with --code-bundle)",
+    )
+    ev.add_argument(
+        "--code-bundle", type=Path, help="a learned code: the run folder of parm train learned"
     )
     ev.add_argument("--k", type=int, help="default: the parity bundles'; needed without one")
     ev.add_argument("--r", type=int, default=1, help="parities per group of a training-free code")
@@ -170,6 +173,7 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = run_eval(
         args.base, args.parity, split, args.out, k=args.k, code=args.code, r=args.r, n=args.n,
         stragglers=args.stragglers, rounds=args.rounds, seed=args.seed, device=args.device,
+        code_bundle=args.code_bundle,
     )  # fmt: skip
     _print_summary(args.out, metrics)
     return 0

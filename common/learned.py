@@ -83,12 +83,13 @@ class LearnedCode(nn.Module):
         return self.encode_all(inputs)[0]
 
     def encode_all(self, inputs: Any) -> list[Any]:
-        """The r parity inputs ``(B, *sample)`` (float32) of ``inputs`` ``(k, B, *sample)``."""
-        x = torch.from_numpy(np.array(inputs, np.float32))  # a copy: the wire buffer is read-only
+        """The r parity inputs ``(B, *sample)`` (float32) of ``inputs`` ``(k, B, *sample)``,
+        NumPy arrays or torch tensors (answered in the same kind)."""
+        x = _tensor(inputs)
         if len(x) != self.k:
             raise ValueError(f"expected {self.k} slots along the first axis, got {len(x)}")
         with torch.no_grad():
-            return list(self.parities(x).numpy())
+            return [_like(p, inputs) for p in self.parities(x)]
 
     def combine(self, outputs: Any) -> list[Any]:
         raise ValueError("a learned code trains no parity model: F answers its parity queries")
@@ -102,7 +103,7 @@ class LearnedCode(nn.Module):
     ) -> list[Any]:
         """``outputs[m]`` for each ``m`` in ``missing``, by one pass of the decoder."""
         check_erasures(self.k, self.r, parity_outputs, outputs, missing)
-        out = torch.from_numpy(np.array(outputs, np.float32))  # (k, B, *out): a copy
+        out = _tensor(outputs)  # (k, B, *out)
         shape = out.shape[1:]
         out = out.reshape(self.k, shape[0], -1)  # (k, B, O)
         erased = torch.zeros(out.shape[:2], dtype=torch.bool)
@@ -111,11 +112,25 @@ class LearnedCode(nn.Module):
         parity = torch.zeros((self.r, *out.shape[1:]))  # (r, B, O)
         for i, p in enumerate(parity_outputs):
             if p is not None:
-                parity[i] = torch.from_numpy(np.array(p, np.float32)).reshape(out.shape[1:])
+                parity[i] = _tensor(p).reshape(out.shape[1:])
         parity_erased = torch.tensor(absent).unsqueeze(1).expand(self.r, out.shape[1])
         with torch.no_grad():
             decoded = self.reconstruct(out, parity, erased, parity_erased)  # (k, B, O)
-        return [decoded[m].reshape(shape).numpy() for m in missing]
+        return [_like(decoded[m].reshape(shape), outputs) for m in missing]
+
+
+def _tensor(array: Any) -> torch.Tensor:
+    """A float32 CPU tensor of a NumPy array (a copy: wire buffers are read-only) or tensor."""
+    if isinstance(array, torch.Tensor):
+        return array.detach().float().cpu()
+    return torch.from_numpy(np.array(array, np.float32))
+
+
+def _like(result: torch.Tensor, reference: Any) -> Any:
+    """``result`` as the kind of array ``reference`` is (a tensor, or NumPy)."""
+    if isinstance(reference, torch.Tensor):
+        return result.to(reference.device)
+    return result.numpy()
 
 
 def load_learned_code(run_dir: str | Path, base: Manifest, k: int, r: int) -> LearnedCode:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,7 +26,7 @@ def save_learned_run(
     """Write ``run/encoder`` and ``run/decoder`` for the base bundle at ``base``; the code."""
     manifest = read_manifest(base)
     sample, out = manifest.inputs[0].shape, manifest.outputs[0].shape
-    parts = {
+    parts: dict[str, tuple[str, dict[str, Any]]] = {
         ENCODER_DIR: ("mlp-encoder", {"k": k, "r": r, "sample_shape": list(sample)}),
         DECODER_DIR: ("mlp-decoder", {"k": k, "r": r, "out_features": math.prod(out), "hidden": 2}),
     }

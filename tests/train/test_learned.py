@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from common.bundle import read_manifest
-from common.models import load_model
-from train.data import Split, training_parts
 from common.learned import load_learned_code
+from common.models import load_model
 from train.common import predict
+from train.data import Split, training_parts
 from train.learned import (
     LearnedConfig,
     _networks,
