@@ -120,7 +120,8 @@ def _learned_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--r", type=int)
     p.add_argument("--encoder", help="mlp or conv")
     p.add_argument("--decoder", help="mlp")
-    p.add_argument("--loss", help="mse or kl")
+    p.add_argument("--loss", help="kl (default) or mse")
+    p.add_argument("--decoder-width", type=int, help="in multiples of k * outputs (default 10)")
     p.add_argument("--groups-per-epoch", type=int)
     p.set_defaults(run=_train, what="learned")
 

@@ -14,7 +14,6 @@ from common.codes import make_code
 from common.models import build, load_weights, save_bundle
 from train.base import BaseConfig, train_base
 from train.data import Split
-from train.learned import LearnedConfig, train_learned
 from train.evaluate import (
     F_VALUES,
     erasure_patterns,
@@ -23,6 +22,7 @@ from train.evaluate import (
     overall,
     run_eval,
 )
+from train.learned import LearnedConfig, train_learned
 
 
 @pytest.fixture(scope="module")
