@@ -40,11 +40,14 @@ class LearnedCode(nn.Module):
     """A learned encoder and decoder for k data slots and r parities.
 
     ``encoder`` maps ``(B, k, *sample)`` to ``(B, r, *sample)`` (its input normalisation
-    included); ``decoder`` maps ``(B, k + r, O)`` to ``(B, k, O)``.  ``heavy`` tells the
-    frontend that encoding and decoding are network passes, to run off its event loop.
+    included); ``decoder`` maps ``(B, k + r, O)`` to ``(B, k, O)``.  ``off_loop`` tells
+    the frontend which steps to run in a worker thread: encoding, a pass of the large
+    encoder on every group (1.5-13 ms at k=2-4 on the 2-core VM), but not decoding, a pass
+    of a small decoder for late outputs only (0.2-0.8 ms, less than a thread hand-off adds
+    to its answer there; bench/RESULTS.md, "Every code").
     """
 
-    heavy = True
+    off_loop = frozenset({"encode"})
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, k: int, r: int) -> None:
         super().__init__()

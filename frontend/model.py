@@ -495,6 +495,7 @@ class ModelService:
                 assert isinstance(row, _Row)
                 inputs[slot, i] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
         self._coding(
+            "encode",
             lambda: self.code.encode_all(inputs)[action.index],  # (B, *input_shape)
             lambda parity_input: self._send_encoded(action, parity_input, began),
         )
@@ -509,10 +510,11 @@ class ModelService:
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
-    def _coding(self, work: Callable[[], Array], then: Callable[[Array], None]) -> None:
-        """``then(work())``: at once for an arithmetic code; for a heavy one (network
-        passes: a learned code) ``work`` runs in a worker thread, off the event loop."""
-        if not getattr(self.code, "heavy", False):
+    def _coding(self, step: str, work: Callable[[], Array], then: Callable[[Array], None]) -> None:
+        """``then(work())``: at once, unless the code names ``step`` (``"encode"`` or
+        ``"decode"``) in its ``off_loop`` (network passes: a learned code's encoder); then
+        ``work`` runs in a worker thread, and the event loop goes on meanwhile."""
+        if step not in getattr(self.code, "off_loop", ()):
             then(work())
             return
         assert self._tasks is not None, "queries are coded only while run() runs"
@@ -542,6 +544,7 @@ class ModelService:
         parities = [None if p is None else np.asarray(p, np.float32) for p in action.parity_outputs]
         erased = list(action.erased)
         self._coding(
+            "decode",
             lambda: self.code.decode_erasures(parities, outputs, erased)[
                 erased.index(action.missing)
             ],

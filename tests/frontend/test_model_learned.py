@@ -68,7 +68,7 @@ def test_the_encoder_and_decoder_run_off_the_loop_as_offline(
         fast.answer(only(fast))
         parity.answer(only(parity))
         await h.advance_to(WARMUP_S)
-        straggler, original = await client  # decoded in a worker thread
+        straggler, original = await client  # decoded on the loop (a small network)
         assert (straggler.source, original.source) == (Source.RECONSTRUCTED, Source.ORIGINAL)
         outputs = base_model(x)[:, None]  # (k, 1, classes)
         (offline,) = code.decode_erasures([base_model(input_of(request))], outputs, [0])
