@@ -40,7 +40,7 @@ def base_bundle(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("k", "r"), [(2, 1), (3, 2), (4, 1)])
 def test_encode_and_decode_shapes(k: int, r: int) -> None:
     code = networks(k, r)
-    assert (code.name, code.k, code.r, code.off_loop) == ("learned", k, r, {"encode"})
+    assert (code.name, code.k, code.r, code.off_loop) == ("learned", k, r, frozenset({"encode"}))
     inputs = np.random.default_rng(0).random((k, 3, FEATURES))
     parities = code.encode_all(inputs)
     assert len(parities) == r and all(p.shape == (3, FEATURES) for p in parities)
