@@ -9,7 +9,6 @@ what ``parm eval`` decodes offline (``train.evaluate.decode_pattern``) for the s
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,9 @@ import torch
 from common.bundle import read_manifest
 from common.learned import load_learned_code
 from common.models import load_model
-from deploy.local import LocalCluster
-from deploy.spec import Deployment, Injection, ModelDeployment
+from deploy.spec import Injection, ModelDeployment
 from tests.common.learned_runs import save_learned_run
-from tests.frontend.test_berrut_served import ask
+from tests.frontend.test_berrut_served import serve_two
 from tests.model_container.container_process import IN_FEATURES, make_bundle
 from train.evaluate import decode_pattern
 
@@ -36,17 +34,8 @@ def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path
         inject={"data-0": Injection(delay_ms=2000)},
     )  # fmt: skip
     assert model.bundle_for("parity-0") == base and model.r == 1  # r: the code's own
-    cluster = LocalCluster(Deployment((model,), grpc_port=0), tmp_path / "logs")
     x = np.random.default_rng(7).random((2, IN_FEATURES)).astype(np.float32)
-
-    async def scenario() -> list[tuple[str, np.ndarray]]:
-        async with cluster:  # returns once every instance is up: the group spans both
-            port = cluster.frontend.grpc_port
-            return list(await asyncio.gather(ask(port, x[0]), ask(port, x[1])))
-
-    replies = asyncio.run(scenario())
-    assert sorted(source for source, _ in replies) == ["original", "reconstructed"]
-    (late,) = [j for j, (source, _) in enumerate(replies) if source == "reconstructed"]
+    replies, late = serve_two(model, x, tmp_path / "logs")
     # parm eval's offline decode of the same group.  Slots are taken in arrival order,
     # which the two concurrent clients do not fix: the late query held slot 0 or slot 1,
     # and its reconstruction is the offline decode of one of the two.
