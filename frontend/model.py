@@ -501,6 +501,8 @@ class ModelService:
         )
 
     def _send_encoded(self, action: SendParity, parity_input: Array, began: float) -> None:
+        if not self.core.is_up(action.instance):
+            return  # it went down while a worker thread encoded: its work was requeued then
         manifest = self.parities[action.index]
         dtype = dtype_of(manifest.inputs[0].datatype)
         raw = parity_input.astype(dtype, copy=False).tobytes()

@@ -8,6 +8,7 @@ answers is checked against the same `common.learned.LearnedCode` run offline.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,37 @@ def test_a_code_bundle_goes_with_the_learned_code_only(
     data = (InstanceAddress("data-0", "fake:0"),)
     with pytest.raises(ValueError, match="a code bundle goes with code 'learned'"):
         ModelConfig("m", base, data, code=code, code_bundle=run if bundle else None)
+
+
+def test_a_parity_instance_lost_while_encoding_is_not_sent_to(
+    bundles: tuple[Path, Path, LearnedCode],
+) -> None:
+    base, run, _ = bundles
+    x = rows(2, 22)
+    gate, encoded = threading.Event(), threading.Event()
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        code = h.service.code
+        original = code.encode_all
+
+        def held(inputs: np.ndarray) -> list[np.ndarray]:
+            gate.wait(30)
+            try:
+                return original(inputs)
+            finally:
+                encoded.set()
+
+        code.encode_all = held  # type: ignore[method-assign,assignment]
+        client = await h.ask(x)
+        slow, fast, parity = h.links["data-0"], h.links["data-1"], h.links["parity-0"]
+        parity.go_down()
+        gate.set()
+        await until(encoded.is_set)
+        await settle()
+        assert not parity.sent  # the encoded query was dropped, not sent to a down link
+        slow.answer(only(slow))
+        fast.answer(only(fast))
+        assert [r.source for r in await client] == [Source.ORIGINAL, Source.ORIGINAL]
+
+    drive(learned(base, run), scenario)
