@@ -64,9 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--code", default="sum",
         help="sum (default), concat, linear; or, training-free (no --parity: the parity "
-        "instances serve the base model), berrut, berrut-interpolate or mean",
+        "instances serve the base model), berrut, berrut-interpolate or mean; or learned "
+        "(with --code-bundle)",
     )  # fmt: skip
-    up.add_argument("--r", type=int, help="parities per group of a training-free code (default 1)")
+    up.add_argument(
+        "--code-bundle", type=Path,
+        help="--code learned: the run folder of parm train learned (encoder/, decoder/)",
+    )  # fmt: skip
+    up.add_argument(
+        "--r", type=int,
+        help="parities per group of a training-free code (default 1; a learned code's own)",
+    )  # fmt: skip
     up.add_argument("--name", help="model name clients use (default: the base manifest's)")
     up.add_argument("--k", type=int, default=2, help="queries per coding group (default 2)")
     up.add_argument("--data-instances", type=int, help="default: k")
@@ -163,7 +171,7 @@ def network_spec(args: argparse.Namespace) -> NetworkSpec | None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from common.codes import TRAINING_FREE
+    from common.codes import BASE_ANSWERS_PARITY
     from deploy.local import LocalCluster, serve_until_signalled
     from deploy.spec import Deployment, ModelDeployment, assign_injections, load_deployment
 
@@ -175,7 +183,7 @@ def _up(args: argparse.Namespace) -> int:
         base, parities, name = args.base, tuple(args.parity), args.name
         if base is None:
             base, demo_parity, name = _demo_bundles(args.k)
-            parities = () if args.code in TRAINING_FREE else (demo_parity,)
+            parities = () if args.code in BASE_ANSWERS_PARITY else (demo_parity,)
         if name is None:
             from common.bundle import read_manifest
 
@@ -198,6 +206,7 @@ def _up(args: argparse.Namespace) -> int:
                 "decode_grace": args.decode_grace,
                 "hedge_delay": args.hedge_delay,
                 "code": args.code,
+                **({"code_bundle": args.code_bundle} if args.code_bundle else {}),
             },
         )
         deployment = Deployment(

@@ -58,7 +58,10 @@ def add_commands(sub: Any) -> None:
         "--code",
         help="default: the parity bundles'; training-free (the base model answers the "
         "parity queries): berrut, berrut-interpolate, mean; or approxifer (ApproxIFER's "
-        "non-systematic Berrut setting)",
+        "non-systematic Berrut setting); learned (with --code-bundle)",
+    )
+    ev.add_argument(
+        "--code-bundle", type=Path, help="a learned code: the run folder of parm train learned"
     )
     ev.add_argument("--k", type=int, help="default: the parity bundles'; needed without one")
     ev.add_argument("--r", type=int, default=1, help="parities per group of a training-free code")
@@ -117,7 +120,8 @@ def _learned_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--r", type=int)
     p.add_argument("--encoder", help="mlp or conv")
     p.add_argument("--decoder", help="mlp")
-    p.add_argument("--loss", help="mse or kl")
+    p.add_argument("--loss", help="kl (default) or mse")
+    p.add_argument("--decoder-width", type=int, help="in multiples of k * outputs (default 10)")
     p.add_argument("--groups-per-epoch", type=int)
     p.set_defaults(run=_train, what="learned")
 
@@ -170,6 +174,7 @@ def _eval(args: argparse.Namespace) -> int:
     metrics = run_eval(
         args.base, args.parity, split, args.out, k=args.k, code=args.code, r=args.r, n=args.n,
         stragglers=args.stragglers, rounds=args.rounds, seed=args.seed, device=args.device,
+        code_bundle=args.code_bundle,
     )  # fmt: skip
     _print_summary(args.out, metrics)
     return 0

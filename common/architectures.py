@@ -237,11 +237,19 @@ class ConvEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Maps the k + r outputs ``(B, k+r, O)`` (erased ones zero) to k outputs ``(B, k, O)``."""
+    """Maps the k + r outputs ``(B, k+r, O)`` (erased ones zero) to k outputs ``(B, k, O)``.
 
-    def __init__(self, k: int, r: int, out_features: int, hidden: int = 1) -> None:
+    Three fully connected layers, ``(k+r)*O -> W -> W -> k*O`` with ``W = hidden * k * O``
+    (``hidden=1`` is the papers' width).  ``output_scale`` (the spread of the base
+    model's outputs) divides the inputs and multiplies the answer: the network works at
+    unit scale whatever the size of the logits.
+    """
+
+    def __init__(
+        self, k: int, r: int, out_features: int, hidden: int = 1, output_scale: float = 1.0
+    ) -> None:
         super().__init__()
-        self.k, self.out_features = k, out_features
+        self.k, self.out_features, self.output_scale = k, out_features, output_scale
         width = hidden * k * out_features
         self.net = nn.Sequential(
             nn.Linear((k + r) * out_features, width),
@@ -252,5 +260,5 @@ class MLPDecoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x.reshape(len(x), -1))  # (B, k*O)
-        return out.view(len(x), self.k, self.out_features)
+        out: torch.Tensor = self.net(x.reshape(len(x), -1) / self.output_scale)  # (B, k*O)
+        return (out * self.output_scale).view(len(x), self.k, self.out_features)

@@ -430,3 +430,15 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def learned_code_info(run_dir: str | Path) -> ParityInfo:
+    """What a learned code's training run (``encoder/`` and ``decoder/``) was trained for:
+    its encoder's record (k, r, base model); `BundleMismatchError` if it has none."""
+    encoder = read_manifest(Path(run_dir) / "encoder")
+    if encoder.role != "encoder" or encoder.parity is None:
+        raise BundleMismatchError(
+            f"{run_dir}: expected a learned code's training run, whose encoder/ bundle has "
+            f"role 'encoder'; got role {encoder.role!r}"
+        )
+    return encoder.parity

@@ -301,7 +301,7 @@ class BerrutCode:
     ) -> list[Array]:
         if self.decoder == "solve":
             return _solve(self.coefficients, parity_outputs, outputs, missing, every_parity=True)
-        present = _check_erasures(self.k, self.r, parity_outputs, outputs, missing)
+        present = check_erasures(self.k, self.r, parity_outputs, outputs, missing)
         data, parity = _berrut_data(self.k, self.r), _berrut_parity(self.k, self.r)
         # Every output that arrived, as (position among the k + r nodes, value).
         known = [(data[j], outputs[j]) for j in range(self.k) if j not in missing]
@@ -398,10 +398,19 @@ CODES = {
 
 #: codes whose parity queries the base model answers: nothing is trained for them
 TRAINING_FREE = frozenset({*BERRUT_DECODERS.values(), "mean"})
+#: the learned code (`common.learned`): a trained encoder and decoder, loaded from a bundle
+LEARNED = "learned"
+#: codes with no parity model: the base model answers their parity queries
+BASE_ANSWERS_PARITY = TRAINING_FREE | {LEARNED}
 
 
 def make_code(name: str, k: int, r: int = 1) -> Code:
     """The code called ``name`` for ``k`` data slots and ``r`` parities."""
+    if name == LEARNED:
+        raise UnknownCodeError(
+            "the learned code is a trained encoder and decoder: load it from its training "
+            "run with common.learned.load_learned_code"
+        )
     if name not in CODES:
         raise UnknownCodeError(f"unknown code {name!r}; expected one of {sorted(CODES)}")
     if name == "linear":
@@ -492,7 +501,7 @@ def _solve(
     are more than missing slots); otherwise the first ``len(missing)`` of them.
     """
     r, k = len(coefficients), len(coefficients[0])
-    rows = _check_erasures(k, r, parity_outputs, outputs, missing)
+    rows = check_erasures(k, r, parity_outputs, outputs, missing)
     rows = rows if every_parity else rows[: len(missing)]
     if not missing:
         return []
@@ -505,7 +514,7 @@ def _solve(
     return [_weighted_sum(line, residuals, range(len(rows))) for line in inverse]
 
 
-def _check_erasures(
+def check_erasures(
     k: int, r: int, parity_outputs: Sequence[Any], outputs: Any, missing: Sequence[int]
 ) -> tuple[int, ...]:
     """Refuse an erasure pattern no code can decode; the indices of the parities present."""

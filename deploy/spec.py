@@ -19,6 +19,9 @@ A deployment file (``parm up --config``) is TOML::
     inject = ["data-0:delay_ms=200,prob=0.1"]
     # code = "berrut" needs no parity bundle (its parity instances serve the base
     # model); then r = 2 says how many parities each group gets
+    # code = "learned" takes code_bundle = "runs/learned-k2" (parm train learned's
+    # folder) instead: the frontend runs its encoder and decoder, the parity instances
+    # serve the base model, and r is the code's
 
     # any other key is a frontend.config.ModelConfig setting, e.g.
     group_timeout_ms = 10
@@ -41,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.codes import TRAINING_FREE
+from common.bundle import learned_code_info
+from common.codes import BASE_ANSWERS_PARITY, LEARNED, TRAINING_FREE
 from frontend.config import InstanceAddress, ModelConfig
 from frontend.events import Mode, PartialPolicy
 from model_container.faults import FaultSettings
@@ -90,13 +94,15 @@ class ModelDeployment:
         return (self.parity,) if self.parity is not None else ()
 
     @property
-    def training_free(self) -> bool:
+    def base_answers_parity(self) -> bool:
         """Whether the parity instances serve the base model (no parity model exists)."""
-        return self.settings.get("code") in TRAINING_FREE
+        return self.settings.get("code") in BASE_ANSWERS_PARITY
 
     @property
     def r(self) -> int:
-        if self.training_free:
+        if self.settings.get("code") == LEARNED and self.parities_per_group is None:
+            return learned_code_info(self.settings["code_bundle"]).r
+        if self.base_answers_parity:
             return self.parities_per_group or 1
         return max(len(self.parity_bundles), 1)
 
@@ -124,21 +130,22 @@ class ModelDeployment:
 
     def _check_code(self) -> None:
         code = self.settings.get("code")
-        if self.training_free and self.parity_bundles:
+        if self.base_answers_parity and self.parity_bundles:
             raise DeploymentError(
                 f"model {self.name!r}: the {code} code takes no parity bundle; its parity "
                 "instances serve the base model"
             )
-        if not self.training_free and self.parities_per_group is not None:
+        if not self.base_answers_parity and self.parities_per_group is not None:
             raise DeploymentError(
                 f"model {self.name!r}: r is the number of parity bundles for code "
-                f"{code or 'sum'!r}; only a training-free code ({sorted(TRAINING_FREE)}) takes r"
+                f"{code or 'sum'!r}; only a training-free code ({sorted(TRAINING_FREE)}) "
+                f"or {LEARNED!r} takes r"
             )
         r = self.parities_per_group
         if r is not None and (not isinstance(r, int) or r < 1):
             raise DeploymentError(f"model {self.name!r}: r must be a whole number >= 1, got {r!r}")
         coded = self.mode is Mode.CODED and self.parity_instances
-        if coded and not self.parity_bundles and not self.training_free:
+        if coded and not self.parity_bundles and not self.base_answers_parity:
             raise DeploymentError(f"model {self.name!r}: coded mode needs a parity bundle")
 
     def instance_names(self) -> list[str]:
@@ -148,7 +155,8 @@ class ModelDeployment:
 
     def bundle_for(self, instance: str) -> Path:
         """What an instance runs: the parity model only in coded mode with a trained code."""
-        if instance.startswith("parity-") and self.mode is Mode.CODED and not self.training_free:
+        parity_model = self.mode is Mode.CODED and not self.base_answers_parity
+        if instance.startswith("parity-") and parity_model:
             return self.parity_bundles[self.parity_index(instance)]
         return self.base
 
@@ -374,5 +382,7 @@ def read_model_entry(entry: Mapping[str, Any], root: Path, own: Collection[str])
         entry["partial"] = PartialPolicy(entry["partial"])
     if "default_output" in entry:
         entry["default_output"] = tuple(entry["default_output"])
+    if "code_bundle" in entry:
+        entry["code_bundle"] = root / entry["code_bundle"]
     parity_paths = tuple(root / p for p in parities)
     return ModelEntry(name, base, parity_paths, k, mode, settings=entry, own=mine)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from common.codes import TRAINING_FREE
+from common.codes import BASE_ANSWERS_PARITY, LEARNED
 from frontend.events import CoreConfig, Mode, PartialPolicy
 
 T = TypeVar("T")
@@ -78,6 +78,9 @@ class ModelConfig:
     #: (the berrut code takes none: its parity instances serve the base model)
     r: int = 1
     parity_bundles: tuple[Path, ...] = ()
+    #: the learned code's training run (its ``encoder/`` and ``decoder/`` bundles), for
+    #: ``code = "learned"``; its parity instances serve the base model
+    code_bundle: Path | None = None
     policy: str = "single-queue"
     batch_size: int = 1
     batch_timeout_ms: float = 2.0
@@ -120,10 +123,15 @@ class ModelConfig:
             value = getattr(self, field_name)
             if value is not None and value < 1:
                 raise ValueError(f"model {self.name!r}: {field_name}: expected >= 1, got {value}")
+        if (self.code == LEARNED) != (self.code_bundle is not None):
+            raise ValueError(
+                f"model {self.name!r}: a code bundle goes with code {LEARNED!r} and only "
+                f"with it; got code {self.code!r} and code_bundle {self.code_bundle}"
+            )
         if self.mode is not Mode.CODED or not self.parity:
             return
         bundles = self.parity_bundle_paths()
-        if self.code in TRAINING_FREE:
+        if self.code in BASE_ANSWERS_PARITY:
             if bundles:
                 raise ValueError(
                     f"model {self.name!r}: the {self.code} code takes no parity bundle (its "

@@ -33,7 +33,7 @@ from common.bundle import (
     read_manifest,
 )
 from common.clock import Clock, TimerHandle, sleep
-from common.codes import TRAINING_FREE, encode_into, make_code
+from common.codes import BASE_ANSWERS_PARITY, LEARNED, Code, encode_into, make_code
 from frontend.admission import Admission
 from frontend.buffers import BufferPool
 from frontend.config import InstanceAddress, ModelConfig
@@ -181,7 +181,7 @@ class ModelService:
         data, parity = config.pools()
         self.parities = self._parity_models() if parity else []
         self.parity: Manifest | None = self.parities[0] if self.parities else None
-        self.code = make_code(config.code, config.k, config.r)
+        self.code = self._make_code()
         self.core = Coordinator(
             config.core_config(),
             [InstanceSpec(a.name, config.max_inflight) for a in data],
@@ -228,7 +228,7 @@ class ModelService:
         this base model, k, code and r.
         """
         config = self.config
-        if config.code in TRAINING_FREE:
+        if config.code in BASE_ANSWERS_PARITY:
             if self._in_dtype.kind != "f":
                 raise BundleMismatchError(
                     f"model {self.name!r}: the {config.code} code sends interpolated inputs, "
@@ -243,6 +243,15 @@ class ModelService:
                 index=index if config.r > 1 else None,
             )  # fmt: skip
         return parities
+
+    def _make_code(self) -> Code:
+        config = self.config
+        if config.code != LEARNED:
+            return make_code(config.code, config.k, config.r)
+        from common.learned import load_learned_code  # torch: only for a learned code
+
+        assert config.code_bundle is not None  # ModelConfig checked it
+        return load_learned_code(config.code_bundle, self.base, config.k, config.r)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -497,11 +506,20 @@ class ModelService:
         self.links[action.instance].send(action.task_id, request)
 
     def _send_parity(self, action: SendParity) -> None:
-        manifest = self.parities[action.index]
         began = self._now()
         parity = self._parity_buffers.take()  # (B, *input_shape), float32
-        for i in range(self.config.batch_size):
-            encode_into(self.code, self._slot_inputs(action, i), parity[i], action.index)
+
+        def encode() -> Array:
+            for i in range(self.config.batch_size):
+                encode_into(self.code, self._slot_inputs(action, i), parity[i], action.index)
+            return parity
+
+        self._coding("encode", encode, lambda done: self._send_encoded(action, done, began))
+
+    def _send_encoded(self, action: SendParity, parity: Array, began: float) -> None:
+        if not self.core.is_up(action.instance):
+            return  # it went down while a worker thread encoded: its work was requeued then
+        manifest = self.parities[action.index]
         dtype = dtype_of(manifest.inputs[0].datatype)
         # Sent from the buffer itself: the pool reuses it once the send let go of it.
         raw = parity.data if dtype == parity.dtype else parity.astype(dtype).tobytes()
@@ -522,6 +540,20 @@ class ModelService:
                 inputs[slot] = np.frombuffer(row.raw, self._in_dtype).reshape(self.input.shape)
         return inputs
 
+    def _coding(self, step: str, work: Callable[[], Array], then: Callable[[Array], None]) -> None:
+        """``then(work())``: at once, unless the code names ``step`` (``"encode"`` or
+        ``"decode"``) in its ``off_loop`` (network passes: a learned code's encoder); then
+        ``work`` runs in a worker thread, and the event loop goes on meanwhile."""
+        if step not in getattr(self.code, "off_loop", ()):
+            then(work())
+            return
+        assert self._tasks is not None, "queries are coded only while run() runs"
+        self._tasks.create_task(self._in_thread(work, then), name="coding")
+
+    @staticmethod
+    async def _in_thread(work: Callable[[], Array], then: Callable[[Array], None]) -> None:
+        then(await asyncio.to_thread(work))
+
     @staticmethod
     def _request(manifest: Manifest, task_id: int, rows: int, raw: Buffer) -> Outgoing:
         spec = manifest.inputs[0]
@@ -539,7 +571,15 @@ class ModelService:
                 outputs[slot, :size] = np.asarray(out)
         parities = [None if p is None else np.asarray(p, np.float32) for p in action.parity_outputs]
         erased = list(action.erased)
-        decoded = self.code.decode_erasures(parities, outputs, erased)[erased.index(action.missing)]
+        self._coding(
+            "decode",
+            lambda: self.code.decode_erasures(parities, outputs, erased)[
+                erased.index(action.missing)
+            ],
+            lambda decoded: self._answer_decoded(action, decoded, began),
+        )
+
+    def _answer_decoded(self, action: Reconstruct, decoded: Array, began: float) -> None:
         decoded = decoded.astype(self._out_dtype, copy=False)  # (B, *out)
         self.metrics.decode.observe(self._now() - began)
         self.metrics.answers[Source.RECONSTRUCTED].inc(len(action.answers))

@@ -13,16 +13,20 @@
   Clipper's default prediction (the most frequent training class) in place of A_d.
 
 A training-free code (``berrut``) needs no parity bundle: its r parity queries are
-answered by the base model itself.  ``approxifer`` is the non-systematic Berrut setting
-of ApproxIFER (`evaluate_approxifer`): each group of k is sent as n interpolated
-queries, ``stragglers`` of the n answers are lost (every such pattern), and *every*
-output is decoded, so its ``A_d`` is the accuracy of all answers, not only late ones.
+answered by the base model itself; nor does a learned code (``learned``, given its
+training run), whose encoder and decoder are networks.  ``encode_ms`` and ``decode_ms``
+are the code's own time per group at batch size 1 (`coding_latency`).  ``approxifer``
+is the non-systematic Berrut setting of ApproxIFER (`evaluate_approxifer`): each group
+of k is sent as n interpolated queries, ``stragglers`` of the n answers are lost (every
+such pattern), and *every* output is decoded, so its ``A_d`` is the accuracy of all
+answers, not only late ones.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.bundle import BundleMismatchError, Manifest, check_parity_for
-from common.codes import TRAINING_FREE, ApproxIFER, Code, make_code
+from common.bundle import BundleMismatchError, Manifest, check_parity_for, learned_code_info
+from common.codes import BASE_ANSWERS_PARITY, LEARNED, TRAINING_FREE, ApproxIFER, Code, make_code
+from common.learned import load_learned_code
 from common.models import load_model
 from train.common import METRICS_FILE, predict, resolve_device, top1, write_json
 from train.data import Split
@@ -122,6 +127,33 @@ def degraded(
     return {"A_d": a_d, "A_d_agreement": agreement, "recon_mse": mse, "patterns": per_pattern}
 
 
+def coding_latency(
+    code: Code, group: torch.Tensor, outputs_of: torch.Tensor, repeats: int = 50
+) -> dict[str, float]:
+    """Median milliseconds to encode one group ``(k, 1, *sample)`` (all r parities) and
+    to decode one missing output from ``(k, 1, classes)``: what the frontend spends per
+    group at batch size 1, on NumPy arrays as it holds them."""
+    inputs, outputs = group.cpu().numpy(), outputs_of.cpu().numpy()
+    available = [outputs[0]] + [None] * (code.r - 1)  # any numbers: the time is the same
+
+    def encode() -> None:
+        code.encode_all(inputs)
+
+    def decode() -> None:
+        code.decode_erasures(available, outputs, [0])
+
+    return {"encode_ms": _median_ms(encode, repeats), "decode_ms": _median_ms(decode, repeats)}
+
+
+def _median_ms(call: Callable[[], None], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - began)
+    return round(1000 * float(np.median(times)), 4)
+
+
 def _default_prediction(split: Split, y: torch.Tensor, a_a: float) -> dict[str, Any]:
     """Clipper's default prediction (the most frequent training class) in place of A_d."""
     default_class = int(np.bincount(split.y_train).argmax())
@@ -148,14 +180,16 @@ def evaluate_models(
     code_name: str = "sum",
     rounds: int = 10,
     seed: int = 0,
+    code: Code | None = None,
 ) -> dict[str, Any]:
     """The metrics of the module docstring for models in memory (each with preprocessing).
 
     ``parity`` is one model (r=1) or r models, parity i computing the code's parity i.
+    ``code`` (a learned code) replaces the code named ``code_name``.
     """
     parities = [parity] if isinstance(parity, nn.Module) else list(parity)
     device = next(iter(base.parameters())).device
-    code = make_code(code_name, k, len(parities))
+    code = code or make_code(code_name, k, len(parities))
     x = torch.from_numpy(split.x_test).to(device)
     y = torch.from_numpy(split.y_test).to(device)
     base_out = predict(base, x)  # (N, classes)
@@ -170,6 +204,7 @@ def evaluate_models(
     return {
         "A_a": a_a,
         **result,
+        **coding_latency(code, x[groups[:, :1]], outputs_of=base_out[groups[:, :1]]),
         "A_o": overall(a_a, result["A_d"]),
         **_default_prediction(split, y, a_a),
         "k": k,
@@ -192,6 +227,7 @@ def evaluate(
     rounds: int = 10,
     seed: int = 0,
     device: str = "cpu",
+    code_bundle: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of bundles on ``split``'s test set; k and code default to the parity's own.
 
@@ -201,7 +237,19 @@ def evaluate(
     dirs = [parity_dir] if isinstance(parity_dir, str | Path) else list(parity_dir)
     dev = resolve_device(device)
     base_manifest, base = load_model(base_dir, dev)
-    if code == APPROXIFER or code in TRAINING_FREE:
+    if code == LEARNED or code_bundle is not None:
+        if dirs or code_bundle is None or code not in (LEARNED, None):
+            raise BundleMismatchError(
+                f"a learned code takes its training run (code_bundle) and no parity bundle; "
+                f"got code {code!r}, code_bundle {code_bundle} and parity bundles "
+                f"{[str(d) for d in dirs]}"
+            )
+        info = learned_code_info(code_bundle)
+        learned = load_learned_code(code_bundle, base_manifest, k or info.k, info.r).to(dev)
+        metrics = evaluate_models(
+            base, [base] * learned.r, split, learned.k, rounds=rounds, seed=seed, code=learned
+        ) | {"code_bundle": str(code_bundle)}
+    elif code == APPROXIFER or code in TRAINING_FREE:
         if dirs or k is None:
             raise BundleMismatchError(
                 f"the {code} code needs k and takes no parity bundle (the base model answers "
@@ -311,7 +359,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """`evaluate`, then write ``out_dir/metrics.json`` and the A_o plot ``accuracy.png``."""
     code = options.get("code")
-    if not parity_dirs and code != APPROXIFER and code not in TRAINING_FREE:
+    base_answers = code == APPROXIFER or code in BASE_ANSWERS_PARITY
+    if not parity_dirs and not base_answers and options.get("code_bundle") is None:
         raise BundleMismatchError("evaluation needs at least one parity bundle")
     metrics = evaluate(base_dir, parity_dirs, split, **options)
     metrics["parity"] = [str(d) for d in parity_dirs]

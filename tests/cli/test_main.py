@@ -148,10 +148,26 @@ def test_up_with_the_berrut_code_needs_no_parity_bundle(
         main(args)
     ((deployment, _),) = started
     (model,) = deployment.models  # type: ignore[attr-defined]
-    assert (model.k, model.r, model.parity_bundles, model.training_free) == (3, 2, (), True)
+    assert (model.k, model.r, model.parity_bundles, model.base_answers_parity) == (3, 2, (), True)
     assert model.bundle_for("parity-1") == tmp_path
     too_few = ["up", "--base", str(tmp_path), "--name", "m", "--code", "berrut", "--r", "2"]
     assert main([*too_few, *FREE_HTTP]) == 2  # two parities, one parity instance
+
+
+def test_up_with_a_learned_code_takes_its_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    started = recorded_starts(monkeypatch)
+    args = ["up", "--base", str(tmp_path), "--name", "m", "--code", "learned",
+            "--code-bundle", str(tmp_path / "run"), "--r", "1", *FREE_HTTP]  # fmt: skip
+    with pytest.raises(_Started):
+        main(args)
+    ((deployment, _),) = started
+    (model,) = deployment.models  # type: ignore[attr-defined]
+    assert (model.r, model.parity_bundles, model.base_answers_parity) == (1, (), True)
+    assert model.settings["code_bundle"] == tmp_path / "run"
 
 
 @pytest.mark.parametrize(

@@ -256,6 +256,7 @@ def _decode(code: Any, parities: list[Any], missing: list[int], k: int = 2) -> A
         (_decode(LinearCode(2, 2), [np.zeros(1), None], [-1]), r"must be in \[0, 2\)"),
         (_decode(SumCode(2), [None], [1]), "need as many parity"),
         (lambda: make_code("xor", 2), "unknown code 'xor'"),
+        (lambda: make_code("learned", 2), "load it from its training run"),
         (lambda: make_code("sum", 2, 2), "use 'linear' for r>1"),
         (lambda: make_code("concat", 4, 3), "one parity"),
     ],

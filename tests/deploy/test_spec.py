@@ -266,7 +266,7 @@ def test_a_berrut_deployment_file_serves_the_base_model_on_its_parity_instances(
         "data_instances = 3\nparity_instances = 2\n"
     )
     (m,) = load_deployment(path).models
-    assert (m.r, m.parity_bundles, m.training_free) == (2, (), True)
+    assert (m.r, m.parity_bundles, m.base_answers_parity) == (2, (), True)
     assert [m.bundle_for(f"parity-{i}") for i in range(2)] == [tmp_path / "b"] * 2
     data = tuple(InstanceAddress(f"data-{i}", f"h:{i}") for i in range(3))
     parity = tuple(InstanceAddress(f"parity-{i}", f"h:{3 + i}") for i in range(2))
@@ -291,3 +291,23 @@ def test_a_berrut_deployment_file_serves_the_base_model_on_its_parity_instances(
 def test_berrut_deployments_are_checked(kw: dict[str, Any], message: str) -> None:
     with pytest.raises(DeploymentError, match=message):
         ModelDeployment("m", Path("b"), **kw)
+
+
+def test_a_learned_code_deployment_file_takes_its_run_and_its_r(tmp_path: Path) -> None:
+    from tests.common.learned_runs import save_learned_run
+    from tests.model_container.container_process import make_bundle
+
+    base = make_bundle(tmp_path / "b")
+    save_learned_run(tmp_path / "run", base, k=3, r=2)
+    path = tmp_path / "d.toml"
+    path.write_text(
+        '[[models]]\nname = "m"\nbase = "b"\nk = 3\ncode = "learned"\ncode_bundle = "run"\n'
+        "data_instances = 3\nparity_instances = 2\n"
+    )
+    (m,) = load_deployment(path).models
+    assert (m.r, m.parity_bundles, m.base_answers_parity) == (2, (), True)  # r: the code's
+    assert [m.bundle_for(f"parity-{i}") for i in range(2)] == [base] * 2
+    data = tuple(InstanceAddress(f"data-{i}", f"h:{i}") for i in range(3))
+    parity = tuple(InstanceAddress(f"parity-{i}", f"h:{3 + i}") for i in range(2))
+    config = m.model_config(data, parity)
+    assert (config.code, config.r, config.code_bundle) == ("learned", 2, tmp_path / "run")

@@ -36,15 +36,12 @@ async def ask(port: int, x: np.ndarray) -> tuple[str, np.ndarray]:
     return source, np.array(row)
 
 
-def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path) -> None:
-    base = make_bundle(tmp_path / "base", name="m")
-    model = ModelDeployment(
-        "m", base, settings={"code": "berrut", "decode_grace": 0, "group_timeout_ms": 5000.0},
-        inject={"data-0": Injection(delay_ms=2000)},
-    )  # fmt: skip
-    assert model.bundle_for("parity-0") == base  # no parity model exists
-    cluster = LocalCluster(Deployment((model,), grpc_port=0), tmp_path / "logs")
-    x = np.random.default_rng(5).random((2, IN_FEATURES)).astype(np.float32)
+def serve_two(
+    model: ModelDeployment, x: np.ndarray, logs: Path
+) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """Serve ``model`` (data-0 slow), ask ``x[0]`` and ``x[1]`` at once; the replies
+    (source, output) and which of the two was reconstructed."""
+    cluster = LocalCluster(Deployment((model,), grpc_port=0), logs)
 
     async def scenario() -> list[tuple[str, np.ndarray]]:
         async with cluster:  # returns once every instance is up: the group spans both
@@ -54,6 +51,18 @@ def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path
     replies = asyncio.run(scenario())
     assert sorted(source for source, _ in replies) == ["original", "reconstructed"]
     (late,) = [j for j, (source, _) in enumerate(replies) if source == "reconstructed"]
+    return replies, late
+
+
+def test_a_slow_instance_is_reconstructed_as_parm_eval_decodes_it(tmp_path: Path) -> None:
+    base = make_bundle(tmp_path / "base", name="m")
+    model = ModelDeployment(
+        "m", base, settings={"code": "berrut", "decode_grace": 0, "group_timeout_ms": 5000.0},
+        inject={"data-0": Injection(delay_ms=2000)},
+    )  # fmt: skip
+    assert model.bundle_for("parity-0") == base  # no parity model exists
+    x = np.random.default_rng(5).random((2, IN_FEATURES)).astype(np.float32)
+    replies, late = serve_two(model, x, tmp_path / "logs")
     # parm eval's offline decode of the same group, the late query in slot 0 (k=2 is
     # symmetric: the parity is the mean, and slot order does not change the decode)
     _, net = load_model(base)

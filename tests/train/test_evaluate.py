@@ -22,6 +22,7 @@ from train.evaluate import (
     overall,
     run_eval,
 )
+from train.learned import LearnedConfig, train_learned
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +184,43 @@ def test_approxifer_decodes_every_output_under_every_straggler_pattern(
 def test_training_free_codes_need_k_and_take_no_parity(linear_base, split, parity, k, code):
     with pytest.raises(BundleMismatchError, match=f"the {code} code needs k"):
         evaluate(linear_base, parity, split, k, code=code)
+
+
+@pytest.fixture(scope="module")
+def learned_run(base_dir: Path, split: Split, tmp_path_factory: pytest.TempPathFactory):
+    """A learned code for the digits base, trained briefly; its run folder and metrics."""
+    config = LearnedConfig(
+        epochs=1, threads=1, warmup_epochs=0.0, groups_per_epoch=64, batch_size=32,
+        eval_rounds=2, val_rounds=1,
+    )  # fmt: skip
+    path = tmp_path_factory.mktemp("learned") / "run"
+    return path, train_learned(base_dir, split, config, path, name="q")
+
+
+def test_parm_eval_of_a_learned_code_decodes_as_training_measured(
+    base_dir: Path, split: Split, learned_run, tmp_path: Path
+) -> None:
+    run, trained = learned_run
+    metrics = run_eval(base_dir, [], split, tmp_path, code="learned", code_bundle=run, rounds=2)
+    assert (metrics["code"], metrics["k"], metrics["r"]) == ("learned", 2, 1)
+    # the same groups (seed 0, 2 rounds) decoded through the served code's NumPy face
+    assert metrics["A_d"] == pytest.approx(trained["A_d"], abs=1e-6)
+    assert metrics["A_a"] == pytest.approx(trained["A_a"], abs=1e-6)
+    assert metrics["encode_ms"] > 0 and metrics["decode_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("parity", "code", "bundle"),
+    [(["p"], "learned", True), ([], "sum", True), ([], "learned", False)],
+)
+def test_a_learned_code_takes_its_run_and_no_parity(
+    base_dir: Path, split: Split, learned_run, parity, code, bundle
+) -> None:
+    run = learned_run[0] if bundle else None
+    with pytest.raises(BundleMismatchError, match="a learned code takes its training run"):
+        evaluate(base_dir, parity, split, 2, code=code, code_bundle=run)
+
+
+def test_a_learned_code_for_another_k_is_refused(base_dir: Path, split: Split, learned_run):
+    with pytest.raises(BundleMismatchError, match="but k=3, r=1 is configured"):
+        evaluate(base_dir, [], split, 3, code="learned", code_bundle=learned_run[0])
