@@ -439,12 +439,12 @@ def encode_into(
     """
     _check_slots(slots, code.k)
     coefficients: Matrix | None = getattr(code, "coefficients", None)
-    if coefficients is None:
-        stacked = np.zeros((code.k, *out.shape), out.dtype)
+    if coefficients is None:  # (k, B=1, *sample), the shape every code's encode_all takes
+        stacked = np.zeros((code.k, 1, *out.shape), out.dtype)
         for j, x in enumerate(slots):
             if x is not None:
-                stacked[j] = x
-        out[...] = code.encode_all(stacked)[index]
+                stacked[j, 0] = x
+        out[...] = code.encode_all(stacked)[index][0]
         return out
     row = coefficients[index]
     terms = [(w, x) for w, x in zip(row, slots, strict=True) if x is not None and w != 0.0]
