@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,15 +117,42 @@ def test_an_impossible_run_is_refused(rate, queries, warmup):
         OpenLoop("u", "m", rate, queries, warmup)
 
 
-def test_the_http_transport_records_each_answers_provenance():
+async def _serve_open_loop(
+    infer: Any, rate: float, queries: int, timeout_s: float, pool: int = 100, before: Any = None
+) -> dict[str, Any]:
+    """An open loop of ``HttpTransport`` against an aiohttp server answering the v2
+    metadata of model ``m`` and ``infer`` for its inferences; the loop's summary.
+    ``before`` runs once the client is connected, before the loop."""
     from aiohttp import web
 
     from bench.loadgen import HttpTransport
 
-    seen: list[str] = []
-
     async def metadata(request: web.Request) -> web.Response:
         return web.json_response({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]})
+
+    app = web.Application()
+    app.router.add_get("/v2/models/m", metadata)
+    app.router.add_post("/v2/models/m/infer", infer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    spec = OpenLoop(f"http://127.0.0.1:{port}", "m", rate, queries, warmup=0, timeout_s=timeout_s)
+    try:
+        async with HttpTransport(spec.url, "m", connections=pool) as transport:
+            if before is not None:
+                before()
+            outcome = await run_open_loop(spec, transport)
+    finally:
+        await runner.cleanup()
+    return outcome.summary(elapsed_s=1.0)
+
+
+def test_the_http_transport_records_each_answers_provenance():
+    from aiohttp import web
+
+    seen: list[str] = []
 
     async def infer(request: web.Request) -> web.Response:
         seen.append(request.headers["Parm-Timeout-Ms"])
@@ -135,26 +163,7 @@ def test_the_http_transport_records_each_answers_provenance():
             return web.Response(status=429)
         return web.json_response({"parameters": {"parm_source": "reconstructed"}})
 
-    async def scenario() -> dict[str, object]:
-        app = web.Application()
-        app.router.add_get("/v2/models/m", metadata)
-        app.router.add_post("/v2/models/m/infer", infer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        spec = OpenLoop(
-            f"http://127.0.0.1:{port}", "m", rate=500, queries=20, warmup=0, timeout_s=0.5
-        )
-        try:
-            async with HttpTransport(spec.url, "m") as transport:
-                outcome = await run_open_loop(spec, transport)
-        finally:
-            await runner.cleanup()
-        return outcome.summary(elapsed_s=1.0)
-
-    summary = asyncio.run(scenario())
+    summary = asyncio.run(_serve_open_loop(infer, rate=500, queries=20, timeout_s=0.5))
     assert summary["sources"] == {"reconstructed": 15}
     assert summary["errors"] == {"HTTP_429": 4, "HTTP_504": 1}  # a late answer is a miss
     assert set(seen) == {"500"}
@@ -167,14 +176,9 @@ def test_the_http_client_keeps_to_its_pool_of_connections(pool: int, connections
     many as the pool allows are in progress, so the count cannot depend on timing."""
     from aiohttp import web
 
-    from bench.loadgen import HttpTransport
-
     peers: set[object] = set()
     in_progress: list[int] = []
     gate = asyncio.Event()
-
-    async def metadata(request: web.Request) -> web.Response:
-        return web.json_response({"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]})
 
     async def infer(request: web.Request) -> web.Response:
         peers.add(request.transport.get_extra_info("peername") if request.transport else None)
@@ -185,24 +189,8 @@ def test_the_http_client_keeps_to_its_pool_of_connections(pool: int, connections
         await request.read()
         return web.json_response({"parameters": {"parm_source": "original"}})
 
-    async def scenario() -> dict[str, object]:
-        app = web.Application()
-        app.router.add_get("/v2/models/m", metadata)
-        app.router.add_post("/v2/models/m/infer", infer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        spec = OpenLoop(f"http://127.0.0.1:{port}", "m", 1e6, queries=6, warmup=0, timeout_s=60)
-        try:
-            async with HttpTransport(spec.url, "m", connections=pool) as transport:
-                peers.clear()  # the metadata request's connection is reused or not
-                outcome = await run_open_loop(spec, transport)
-        finally:
-            await runner.cleanup()
-        return outcome.summary(elapsed_s=1.0)
-
-    summary = asyncio.run(scenario())
+    # the metadata request's connection is reused or not: count from the loop on
+    run = _serve_open_loop(infer, 1e6, queries=6, timeout_s=60, pool=pool, before=peers.clear)
+    summary = asyncio.run(run)
     assert summary["sources"] == {"original": 6}
     assert len(peers) == connections
