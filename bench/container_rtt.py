@@ -29,6 +29,7 @@ import grpc
 import numpy as np
 
 from common.bundle import TensorSpec, read_manifest
+from common.runtime import free_port
 from model_container.config import ContainerConfig
 from proto import inference_pb2 as pb
 from proto.framing import FrameDecoder, encode_frame
@@ -62,14 +63,6 @@ def tiny_bundle(
         preprocessing=preprocessing or {"mean": [0.0], "std": [1.0]},
     )
     return path
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_container(bundle: Path, port: int, stream_port: int) -> subprocess.Popen[bytes]:

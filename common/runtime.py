@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+#: loopback ports `free_port` handed out in this process: never handed out twice
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
 
 
 def parm_home() -> Path:
@@ -23,3 +29,18 @@ def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     except ImportError:  # optional: plain asyncio works, a little slower
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago, and not one this process was given
+    before.  (The kernel may give the port of a socket just closed to the next bind to
+    port 0: two instances started one after the other once got the same port, one for
+    gRPC and one for its stream.)"""
+    with _handed_out_lock:
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port: int = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port

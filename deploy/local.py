@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.backoff import Backoff
 from common.bundle import NAME_RULE, is_safe_name
+from common.runtime import free_port
 from deploy.netns import HostNetwork, NetworkSpec
 from deploy.spec import Deployment, DeploymentError, Injection, ModelDeployment
 from deploy.workers import FrontendWorkers
@@ -416,14 +416,7 @@ def _log_tail(path: Path, since: int, lines: int) -> list[str]:
 
 def _free_ports() -> tuple[int, int]:
     """A gRPC and a stream port on loopback."""
-    return _free_port(), _free_port()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_port(), free_port()
 
 
 async def serve_until_signalled(cluster: LocalCluster) -> None:

@@ -24,3 +24,11 @@ def test_run_loop_returns_the_coroutine_result() -> None:
         return 42
 
     assert run_loop(answer()) == 42
+
+
+def test_free_ports_are_never_handed_out_twice() -> None:
+    from common.runtime import free_port
+
+    # the kernel often gives a just-closed socket's port to the next bind to port 0
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)

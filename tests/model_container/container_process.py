@@ -18,10 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # The benchmark's tiny model and port picker, re-exported for the tests.
 from bench.container_rtt import CLASSES as CLASSES
 from bench.container_rtt import IN_FEATURES as IN_FEATURES
-from bench.container_rtt import free_port as free_port
 from bench.container_rtt import tiny_bundle
 from common.bundle import ParityInfo, read_manifest
 from common.models import build, save_bundle
+from common.runtime import free_port as free_port
 from proto import inference_pb2 as pb
 from proto import inference_pb2_grpc as pb_grpc
 from proto.tensors import make_infer_request
