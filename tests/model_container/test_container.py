@@ -264,7 +264,7 @@ def _read_frame(sock: socket.socket, decoder: FrameDecoder) -> bytes:
 
 
 TRITON_CLIENT = """
-import json, sys, queue
+import json, os, sys, queue
 import numpy as np
 import tritonclient.grpc as tc
 
@@ -288,7 +288,10 @@ print(json.dumps({
     "unary_id": result.get_response().id,
     "stream": streamed.as_numpy("output").tolist(),
     "stream_id": streamed.get_response().id,
-}))
+}), flush=True)
+# The report is out: skip the interpreter's teardown, where tritonclient's stream thread
+# and gRPC's threads once held the exit past the test's timeout (CI, report printed).
+os._exit(0)
 """
 
 
