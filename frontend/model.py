@@ -182,6 +182,8 @@ class ModelService:
         self.parities = self._parity_models() if parity else []
         self.parity: Manifest | None = self.parities[0] if self.parities else None
         self.code = self._make_code()
+        #: the coding steps run in a worker thread (read once, not per group)
+        self._off_loop: frozenset[str] = frozenset(getattr(self.code, "off_loop", ()))
         self.core = Coordinator(
             config.core_config(),
             [InstanceSpec(a.name, config.max_inflight) for a in data],
@@ -544,7 +546,7 @@ class ModelService:
         """``then(work())``: at once, unless the code names ``step`` (``"encode"`` or
         ``"decode"``) in its ``off_loop`` (network passes: a learned code's encoder); then
         ``work`` runs in a worker thread, and the event loop goes on meanwhile."""
-        if step not in getattr(self.code, "off_loop", ()):
+        if step not in self._off_loop:
             then(work())
             return
         assert self._tasks is not None, "queries are coded only while run() runs"
