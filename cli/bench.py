@@ -159,12 +159,28 @@ def add_calibrate(bench: Any, home: Home) -> None:
         type=Path,
         help="default: bench/sim/calibration.json (netns: bench/sim/calibration-netns.json)",
     )
+    p.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="record nothing: pool these recordings of one setup into --out",
+    )
 
     def run(args: argparse.Namespace) -> int:
         _no_grpc_fork_handlers()
         from bench.latency import plan_from_options
         from bench.sim.calibrate import run_calibrate
+        from bench.sim.service import Calibration, summary
         from common.runtime import run_loop
+
+        if args.pool:
+            if args.out is None:
+                raise SystemExit("--pool needs --out")
+            cal = Calibration.pooled([Calibration.load(path) for path in args.pool])
+            cal.save(args.out)
+            print(f"{summary(cal)}\nwrote {args.out}")
+            return 0
 
         plan = plan_from_options(
             True,
@@ -242,7 +258,9 @@ def add_sim(sub: Any) -> None:
     p.add_argument(
         "--calibration",
         type=Path,
-        help="from parm bench calibrate (default: the scenario's shipped one)",
+        action="append",
+        help="from parm bench calibrate (default: the scenario's shipped one); "
+        "repeated: the recordings pooled",
     )
     p.add_argument("--compare", type=Path, help="a real results.json: p99 side by side")
     p.add_argument(

@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+SEND, RECEIVE = 0, 1  # a sidecar's role in a transfer
 CHUNK = 1 << 20  # bytes per write; reads take what the socket has, up to this
 MB = 1 << 20
 
@@ -173,7 +174,13 @@ class Shuffler:
         self.moved = 0  # bytes of completed transfers
         self.transfers = 0
         self.durations: list[float] = []  # seconds each completed transfer took
+        #: the transfer each duration belongs to (its number in start order)
+        self.completed: list[int] = []
         self.active: Counter[Endpoint] = Counter()  # sidecar -> its transfers right now
+        #: sidecar -> (transfer number, SEND or RECEIVE, perf_counter at its start) of
+        #: the last transfer it joined and is still in
+        self.current: dict[Endpoint, tuple[int, int, float]] = {}
+        self._started = 0
         self._rng = random.Random(seed)
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -203,7 +210,11 @@ class Shuffler:
 
     async def _transfer(self, src: Endpoint, dst: Endpoint, size: int) -> None:
         reader, writer = await asyncio.open_connection(*src)
+        number, began = self._started, time.perf_counter()
+        self._started += 1
         self.active.update((src, dst))
+        self.current[src] = (number, SEND, began)
+        self.current[dst] = (number, RECEIVE, began)
         try:
             writer.write(f"PUSH {size} {dst[0]} {dst[1]}\n".encode())
             await writer.drain()
@@ -212,8 +223,12 @@ class Shuffler:
                 self.moved += size
                 self.transfers += 1
                 self.durations.append(float(answer[2]))
+                self.completed.append(number)
         finally:
             self.active.subtract((src, dst))
+            for end in (src, dst):
+                if self.current.get(end, (None,))[0] == number:
+                    del self.current[end]
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()

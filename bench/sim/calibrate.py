@@ -9,11 +9,18 @@ difference is a task's round trip *as the frontend sees it*: the instance's padd
 service, its transport, and everything the busy machine does to both.  Each round trip
 is filed as *busy* when its instance's sidecar (``bench.contention.sidecar``) was
 taking part in a shuffle transfer at the moment of sending (the shuffle controller
-knows), else *idle*.
+knows), else *idle*; a busy one also notes which transfer, the instance's side of it
+(sending or receiving) and how far into it the task was sent.
 
-The simulator then draws a task's time from the busy or the idle round trips according
-to whether its instance is in a simulated transfer, takes transfer durations from the
-real transfers, and adds to every answer the median client latency minus the median
+The simulator then draws a task's time from the idle round trips, or, when its instance
+is in a simulated transfer, replays one real transfer: each simulated transfer is one
+recorded transfer (its duration too), and a task sent t seconds into it takes the round
+trip of a real task sent about t seconds into that transfer from the same side.  A
+link-level transfer is not uniformly slow: for a few hundred milliseconds of it a host's
+round trips are 50 ms, and an instance that holds one request at a time takes only a
+few requests in that stretch whatever the load, so independent draws (which the
+simulator falls back to without these records) overstate the slow share at high load.
+To every answer it adds the median client latency minus the median
 time the frontend held a query (client, gRPC and front-door overhead).  The round trips
 are also kept as a *trace* in send order: replaying it by time (``--replay``) keeps
 what independent draws lose, that on one shared machine slow moments hit every task in
@@ -45,18 +52,22 @@ from bench.latency import (
 from bench.sim.service import Calibration, summary
 from frontend.events import Action, Answer, Event, Mode, QueryArrived, SendData, TaskCompleted
 
+InTransfer = tuple[int, int, float]  # (transfer number, side, perf_counter at its start)
+
 
 class Recorder:
     """Stands in for a coordinator: passes everything through and times tasks and queries."""
 
-    def __init__(self, core: Any, busy: Callable[[str], bool]) -> None:
+    def __init__(self, core: Any, busy: Callable[[str], InTransfer | None]) -> None:
         self._core = core
         self._busy = busy
-        self._sent: dict[int, tuple[float, bool]] = {}
+        self._sent: dict[int, tuple[float, InTransfer | None]] = {}
         self._arrived: dict[int, float] = {}
         self.idle_s: list[float] = []
         self.busy_s: list[float] = []
         self.trace: list[tuple[float, float, bool]] = []  # (sent at, round trip, busy)
+        #: busy tasks: (transfer number, side, seconds into the transfer, round trip)
+        self.phases: list[tuple[int, int, float, float]] = []
         self.held_s: list[float] = []  # arrival to answer, inside the frontend
 
     def __getattr__(self, name: str) -> Any:
@@ -66,9 +77,13 @@ class Recorder:
         # Its own clock: the event loop's (``now``) ticks in whole milliseconds on uvloop.
         clock = time.perf_counter()
         if isinstance(event, TaskCompleted) and event.task_id in self._sent:
-            sent, busy = self._sent.pop(event.task_id)
+            sent, transfer = self._sent.pop(event.task_id)
+            busy = transfer is not None
             (self.busy_s if busy else self.idle_s).append(clock - sent)
             self.trace.append((sent, clock - sent, busy))
+            if transfer is not None:
+                number, side, began = transfer
+                self.phases.append((number, side, sent - began, clock - sent))
         elif isinstance(event, QueryArrived):
             self._arrived[event.query_id] = clock
         actions: list[Action] = self._core.handle(event, now)
@@ -87,6 +102,7 @@ class Recorded:
     recorder: Recorder
     client: dict[str, Any]
     durations: list[float]
+    completed: list[int]  # the transfer number of each duration
 
 
 async def record(mc: ModeCluster, plan: LatencyPlan, rate: float, seed: int, raw: Path) -> Recorded:
@@ -94,9 +110,12 @@ async def record(mc: ModeCluster, plan: LatencyPlan, rate: float, seed: int, raw
     active = contention_for(mc, plan, seed)
     shufflers = [i for i in active.injectors if isinstance(i, Shuffler)]
 
-    def busy(instance: str) -> bool:
+    def busy(instance: str) -> InTransfer | None:
         sidecar = mc.sidecars_at[instance]
-        return any(s.active[sidecar] > 0 for s in shufflers)
+        for s in shufflers:
+            if sidecar in s.current:
+                return s.current[sidecar]
+        return None
 
     service = mc.cluster.frontend.services[MODEL]
     recorder = Recorder(service.core, busy)
@@ -109,7 +128,13 @@ async def record(mc: ModeCluster, plan: LatencyPlan, rate: float, seed: int, raw
     finally:
         await active.stop()
         service.core = recorder._core
-    return Recorded(recorder, client, [d for s in shufflers for d in s.durations])
+    one = shufflers[0] if len(shufflers) == 1 else None  # numbers are per controller
+    return Recorded(
+        recorder,
+        client,
+        [d for s in shufflers for d in s.durations],
+        one.completed if one is not None else [],
+    )
 
 
 async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration:
@@ -139,6 +164,7 @@ async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration
         overhead_ms=float(er.client["p50_ms"]) - float(np.median(er.recorder.held_s)) * 1000,
         shuffle_rtt_ms=_ms(er.recorder.busy_s),
         shuffle_transfer_s=tuple(round(d, 4) for d in er.durations),
+        shuffle_profiles=_profiles(er),
         traces={mode: _trace(run.recorder.trace) for mode, run in runs.items()},
         real={
             mode: {"k": k, "rate": rate, **{key: float(run.client[key]) for key in keys}}
@@ -152,6 +178,19 @@ async def calibrate(plan: LatencyPlan, home: Path, seed: int = 7) -> Calibration
             f"{_network(plan)}",
             "method": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
         },
+    )
+
+
+def _profiles(run: Recorded) -> tuple[tuple[int, int, float, float], ...]:
+    """(index into the durations, side, seconds into the transfer, round trip ms) rows.
+
+    Only transfers that completed (so have a duration) are kept.
+    """
+    index = {number: i for i, number in enumerate(run.completed)}
+    return tuple(
+        (index[number], side, round(phase, 6), round(rtt * 1000, 3))
+        for number, side, phase, rtt in sorted(run.recorder.phases)
+        if number in index
     )
 
 

@@ -133,6 +133,12 @@ def markdown(
         if replay
         else "independent draws from the recorded round trips (busy and idle apart)"
     )
+    if cal.shuffle_profiles and not replay:
+        service = (
+            "idle ones drawn from the recorded round trips; each simulated transfer "
+            "replays a recorded one (a task sent t s into it takes what a real task sent "
+            "t s into that transfer, on the same side, took)"
+        )
     title = f"Simulated: {scenario.name}" + (", replayed trace" if replay else "")
     lines = [
         f"### {title} ({datetime.date.today().isoformat()})",
@@ -160,7 +166,8 @@ def run_sim(args: argparse.Namespace, results_md: Path | None, command: str) -> 
     scenario = replace(scenario, **{k: v for k, v in overrides.items() if v is not None})
     if args.contention is not None:
         scenario = replace(scenario, contention=args.contention)
-    cal = Calibration.load(args.calibration or scenario.calibration)
+    paths = args.calibration or [scenario.calibration]
+    cal = Calibration.pooled([Calibration.load(path) for path in paths])
     modes = tuple(Mode(m) for m in args.modes)
     print(f"scenario {scenario.name}: {scenario.about}", flush=True)
     graces = tuple(args.decode_grace)

@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from bench.sim.episodes import Timeline, Windows
+from bench.sim.episodes import Timeline, Transfers, Windows
 from common.clock import SimClock
 from frontend.config import assign_pools
 from frontend.core import Coordinator
@@ -59,6 +59,12 @@ ARRIVALS_STREAM = 0xA11
 Sampler = Callable[[int], npt.NDArray[np.float64]]  # n draws of a duration (seconds)
 
 
+class TransferReplayer(Protocol):
+    def draw(self, transfer: int, side: int, phase: float) -> float | None:
+        """A task time for a task sent ``phase`` s into a recorded transfer, if known."""
+        ...
+
+
 class Replayer(Protocol):
     def draw(self, t: float, busy: bool) -> float:
         """A task time for a task started at ``t`` on a busy (or idle) instance."""
@@ -85,6 +91,11 @@ class SimSetup:
     #: ``busy_service`` draws (measured during transfers) instead of ``service`` ones
     busy: Sequence[Windows] = ()
     busy_service: Sampler | None = None
+    #: per instance, the recorded transfers it replays (``bench.sim.episodes``); with
+    #: ``profiles``, a busy task's time is what a task sent as far into that real
+    #: transfer took, and ``busy_service`` is only the fallback
+    transfers: Sequence[Transfers] = ()
+    profiles: TransferReplayer | None = None
     #: task times replayed from a recorded trace by time instead of drawn independently
     replay: Replayer | None = None
     seed: int = 0
@@ -137,6 +148,7 @@ class Simulation:
         names += [f"parity-{i}" for i in range(setup.parity)]
         self._timeline = {name: tl for name, tl in zip(names, setup.timelines, strict=False)}
         self._busy = {name: w for name, w in zip(names, setup.busy, strict=False)}
+        self._transfers = {name: t for name, t in zip(names, setup.transfers, strict=False)}
         self._up = [spec.name for spec in (*data, *parity)]
         self._heap: list[tuple[float, int, int, int, int, str]] = []
         self._seq = itertools.count()
@@ -228,13 +240,23 @@ class Simulation:
         self._tasks += 1
         windows = self._busy.get(action.instance)
         busy = windows is not None and windows.covers(now)
+        work = None
         if self.setup.replay is not None:
             work = self.setup.replay.draw(now, busy)
-        else:
+        elif busy and self.setup.profiles is not None:
+            work = self._replayed(action.instance, now)
+        if work is None:
             work = (self._busy_service if busy else self._service).next()
         timeline = self._timeline.get(action.instance)
         done = timeline.finish(now, work) if timeline is not None else now + work
         self._push(done, COMPLETE, action.task_id, action.instance)
+
+    def _replayed(self, instance: str, now: float) -> float | None:
+        transfers = self._transfers.get(instance)
+        hit = transfers.at(now) if transfers is not None else None
+        if hit is None or self.setup.profiles is None:
+            return None
+        return self.setup.profiles.draw(*hit)
 
     def _answer(self, qid: int, now: float, source: str) -> None:
         self._latency[qid] = now - self._arrived[qid]

@@ -68,6 +68,68 @@ class Windows:
         return i < len(ends) and self.starts[i] <= t
 
 
+@dataclass
+class Transfers:
+    """One instance's part in shuffle transfers, by start: which recorded transfer each is.
+
+    ``transfers[i]`` indexes the calibration's recorded transfers and ``sides[i]`` is
+    this instance's side of it (``bench.contention.shuffle.SEND`` or ``RECEIVE``).
+    """
+
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    transfers: list[int] = field(default_factory=list)
+    sides: list[int] = field(default_factory=list)
+    cursor: int = 0  # queried in time order: transfers over before it never matter again
+
+    def at(self, t: float) -> tuple[int, int, float] | None:
+        """(recorded transfer, side, seconds into it) of the last one begun and not over."""
+        starts, ends, i = self.starts, self.ends, self.cursor
+        while i < len(ends) and ends[i] <= t:
+            i += 1
+        self.cursor = i
+        hit = None
+        while i < len(starts) and starts[i] <= t:
+            if ends[i] > t:
+                hit = i
+            i += 1
+        if hit is None:
+            return None
+        return self.transfers[hit], self.sides[hit], t - starts[hit]
+
+
+def replayed_transfers(
+    n: int,
+    concurrency: int,
+    recorded: Sequence[int],
+    durations: Sequence[float],
+    horizon: float,
+    seed: int,
+) -> list[Transfers]:
+    """As `shuffle_episodes`, each transfer being one of the ``recorded`` ones, replayed.
+
+    A transfer between random instances a (sending) and b (receiving) is a recorded
+    transfer drawn from ``recorded`` (indices into ``durations``) and lasts as long.
+    """
+    rng = random.Random(seed)
+    items: list[tuple[int, tuple[float, float, int, int]]] = []
+    for _ in range(concurrency):
+        t = 0.0
+        while t < horizon:
+            a, b = rng.sample(range(n), 2)
+            j = rng.choice(recorded)
+            d = durations[j]
+            items += [(a, (t, t + d, j, 0)), (b, (t, t + d, j, 1))]
+            t += d
+    out = [Transfers() for _ in range(n)]
+    for i, (start, end, j, side) in sorted(items, key=lambda item: item[1][0]):
+        out[i].starts.append(start)
+        out[i].ends.append(end)
+        out[i].transfers.append(j)
+        out[i].sides.append(side)
+    return out
+
+
 def windows(intervals: Sequence[Interval]) -> Windows:
     """The union of the intervals (their speeds are ignored)."""
     out = Windows()

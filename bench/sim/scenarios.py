@@ -23,13 +23,15 @@ from bench.sim.engine import Sampler, SimSetup
 from bench.sim.episodes import (
     Interval,
     Timeline,
+    Transfers,
     Windows,
     merge,
     poisson_episodes,
+    replayed_transfers,
     shuffle_episodes,
     windows,
 )
-from bench.sim.service import DEFAULT_CALIBRATION, Calibration, Replay
+from bench.sim.service import DEFAULT_CALIBRATION, Calibration, Profiles, Replay
 from frontend.events import Mode
 
 
@@ -75,14 +77,25 @@ SCENARIOS = {
 
 def shuffles_for(
     contention: Contention, n: int, cal: Calibration, horizon: float, seed: int
-) -> list[Windows]:
-    """Per instance, when it takes part in a shuffle transfer (calibrated durations)."""
+) -> tuple[list[Windows], list[Transfers]]:
+    """Per instance, when it takes part in a shuffle transfer, and which recorded one.
+
+    With recorded transfers (`Calibration.shuffle_profiles`) each simulated transfer
+    replays one of them; otherwise transfers last calibrated durations and no transfer
+    is named (the second list is empty).
+    """
     spec = contention.shuffle
     if spec is None:
-        return []
+        return [], []
+    concurrency = min(spec.concurrency, n // 2)
+    recorded = Profiles(cal.shuffle_profiles, seed).transfers
+    if recorded:
+        per = replayed_transfers(n, concurrency, recorded, cal.shuffle_transfer_s, horizon, seed)
+        spans = [[(s, e, 1.0) for s, e in zip(t.starts, t.ends, strict=True)] for t in per]
+        return [windows(intervals) for intervals in spans], per
     durations = list(cal.shuffle_transfer_s) or _size_over_bandwidth(spec.min_mb, spec.max_mb)
-    per = shuffle_episodes(n, min(spec.concurrency, n // 2), durations, 1.0, horizon, seed)
-    return [windows(intervals) for intervals in per]
+    per_instance = shuffle_episodes(n, concurrency, durations, 1.0, horizon, seed)
+    return [windows(intervals) for intervals in per_instance], []
 
 
 def episodes_for(contention: Contention, n: int, horizon: float, seed: int) -> list[Timeline]:
@@ -142,6 +155,7 @@ def setup_for(
     n = k * scenario.groups + scenario.groups
     queries = queries or scenario.queries
     horizon = (queries + scenario.warmup) / rate * 1.5 + 1.0
+    busy, transfers = shuffles_for(contention, n, cal, horizon, run_seed)
     return SimSetup(
         k=k,
         mode=mode,
@@ -153,7 +167,9 @@ def setup_for(
         service=with_delays(cal.service(run_seed), contention.delay, run_seed),
         overhead_s=cal.overhead_ms / 1000,
         timelines=episodes_for(contention, n, horizon, run_seed),
-        busy=shuffles_for(contention, n, cal, horizon, run_seed),
+        busy=busy,
+        transfers=transfers,
+        profiles=Profiles(cal.shuffle_profiles, run_seed) if transfers else None,
         busy_service=with_delays(cal.busy_service(run_seed), contention.delay, run_seed),
         replay=Replay(cal, mode.value, run_seed) if replay else None,
         seed=run_seed,

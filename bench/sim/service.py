@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,9 @@ class Calibration:
     overhead_ms: float  # client latency minus instance round trip, at no load
     shuffle_rtt_ms: tuple[float, ...] = ()  # round trips while in a shuffle transfer
     shuffle_transfer_s: tuple[float, ...] = ()  # durations of real shuffle transfers
+    #: busy round trips by transfer: (index into shuffle_transfer_s, side 0 sending /
+    #: 1 receiving, seconds into the transfer when sent, round trip ms)
+    shuffle_profiles: tuple[tuple[int, int, float, float], ...] = ()
     #: per mode: (seconds since the recording began, round trip ms, busy 0/1), in order
     traces: dict[str, tuple[tuple[float, float, int], ...]] = field(default_factory=dict)
     #: per mode: the recorded run's client figures (p50_ms, p99_ms, p999_ms)
@@ -80,6 +83,39 @@ class Calibration:
         samples = self.shuffle_rtt_ms or self.rtt_ms
         return empirical([ms / 1000 for ms in samples], seed + 1)
 
+    @staticmethod
+    def pooled(cals: Sequence[Calibration]) -> Calibration:
+        """Several recordings of one setup as one: their samples and transfers together.
+
+        A recording holds a few dozen transfers; pooling recordings steadies what the
+        simulator draws (the slow stretch of a transfer differs from one to the next).
+        The overhead is the recordings' mean; traces and real figures are the first's.
+        """
+        if not cals:
+            raise ValueError("pooling needs at least one calibration")
+        first = cals[0]
+        profiles: list[tuple[int, int, float, float]] = []
+        durations: list[float] = []
+        for cal in cals:
+            if cal.service_time_ms != first.service_time_ms:
+                raise ValueError(
+                    f"recordings padded to {first.service_time_ms:g} and "
+                    f"{cal.service_time_ms:g} ms cannot be pooled"
+                )
+            offset = len(durations)
+            profiles += [(j + offset, side, t, ms) for j, side, t, ms in cal.shuffle_profiles]
+            durations += cal.shuffle_transfer_s
+        commands = [cal.notes.get("command", "?") for cal in cals]
+        return replace(
+            first,
+            rtt_ms=tuple(ms for cal in cals for ms in cal.rtt_ms),
+            overhead_ms=float(np.mean([cal.overhead_ms for cal in cals])),
+            shuffle_rtt_ms=tuple(ms for cal in cals for ms in cal.shuffle_rtt_ms),
+            shuffle_transfer_s=tuple(durations),
+            shuffle_profiles=tuple(profiles),
+            notes={**first.notes, "command": " + ".join(commands), "pooled": str(len(cals))},
+        )
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), separators=(",", ":")))
@@ -89,6 +125,7 @@ class Calibration:
         doc = json.loads(path.read_text())
         for key in ("rtt_ms", "shuffle_rtt_ms", "shuffle_transfer_s"):
             doc[key] = tuple(doc.get(key, ()))
+        doc["shuffle_profiles"] = tuple(tuple(row) for row in doc.get("shuffle_profiles", ()))
         doc["traces"] = {
             mode: tuple(tuple(row) for row in rows) for mode, rows in doc.get("traces", {}).items()
         }
@@ -124,6 +161,41 @@ class Replay:
         lo = max(0, i - self.spread // 2)
         hi = min(len(times), lo + self.spread)
         return rtts[int(self._rng.integers(lo, max(hi, lo + 1)))]
+
+
+class Profiles:
+    """Busy round trips replayed by transfer: what a task sent t seconds into it took.
+
+    Rows come from `Calibration.shuffle_profiles`.  ``draw(transfer, side, t)`` picks one
+    of the two recorded tasks of that transfer and side sent nearest to ``t`` (at
+    random), so a simulated transfer is slow when and for as long as the real one was.
+    """
+
+    def __init__(self, rows: Sequence[tuple[int, int, float, float]], seed: int) -> None:
+        self._phases: dict[tuple[int, int], list[float]] = {}
+        self._rtts: dict[tuple[int, int], list[float]] = {}
+        for transfer, side, phase, rtt_ms in sorted(rows):
+            key = (int(transfer), int(side))
+            self._phases.setdefault(key, []).append(phase)
+            self._rtts.setdefault(key, []).append(rtt_ms / 1000)
+        self._rng = np.random.default_rng([seed, 0x9F0])
+
+    @property
+    def transfers(self) -> list[int]:
+        """The recorded transfers with a task on both sides."""
+        sides: dict[int, int] = {}
+        for transfer, _ in self._phases:
+            sides[transfer] = sides.get(transfer, 0) + 1
+        return sorted(t for t, count in sides.items() if count == 2)
+
+    def draw(self, transfer: int, side: int, phase: float) -> float | None:
+        """A round trip in seconds; None if that side of the transfer had no tasks."""
+        phases = self._phases.get((transfer, side))
+        if not phases:
+            return None
+        i = bisect.bisect_left(phases, phase)
+        lo, hi = max(0, i - 1), min(len(phases) - 1, i)
+        return self._rtts[(transfer, side)][int(self._rng.integers(lo, hi + 1))]
 
 
 def summary(cal: Calibration) -> str:

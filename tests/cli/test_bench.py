@@ -82,6 +82,29 @@ def test_calibrate_on_netns_hosts_records_into_its_own_calibration(monkeypatch):
     assert plan.modes == (Mode.CODED, Mode.EQUAL_RESOURCES, Mode.HEDGE)
 
 
+def test_calibrate_pools_recordings_without_recording(tmp_path, capsys):
+    from bench.sim.service import Calibration
+
+    for name, rtt in (("a.json", 10.0), ("b.json", 12.0)):
+        Calibration(10.0, (rtt,), 1.0, notes={"command": name}).save(tmp_path / name)
+    out = tmp_path / "pooled.json"
+    args = parse("bench", "calibrate", "--pool", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+                 "--out", str(out))  # fmt: skip
+    assert args.run(args) == 0
+    pooled = Calibration.load(out)
+    assert pooled.rtt_ms == (10.0, 12.0) and pooled.notes["command"] == "a.json + b.json"
+    assert f"wrote {out}" in capsys.readouterr().out
+    args = parse("bench", "calibrate", "--pool", str(out))
+    with pytest.raises(SystemExit, match="--pool needs --out"):
+        args.run(args)
+
+
+def test_sim_takes_several_calibrations_to_pool(monkeypatch):
+    argv = ("sim", "--calibration", "a.json", "--calibration", "b.json")
+    args, _, _ = run(monkeypatch, bench.sim.cli, "run_sim", *argv)
+    assert args.calibration == [Path("a.json"), Path("b.json")]
+
+
 def test_sim_options_reach_the_simulator(monkeypatch):
     argv = ("sim", "--scenario", "local", "--ks", "2,4", "--rates", "100", "--replay")
     args, results, _ = run(monkeypatch, bench.sim.cli, "run_sim", *argv)

@@ -32,8 +32,13 @@ def test_shuffles_move_the_drawn_bytes_between_sidecars_and_stop_cleanly():
         ports = [await s.start("127.0.0.1", 0) for s in servers]
         shuffler = Shuffler(ports, spec, seed=5)
         shuffler.start()
+        await until(lambda: len(shuffler.current) == 2)
+        [(number, send, began), (same, receive, began_too)] = sorted(shuffler.current.values())
+        assert (number, send, began) == (same, 0, began_too) and receive == 1  # both sides
         await until(lambda: shuffler.transfers >= 4)
         await shuffler.stop()
+        assert shuffler.current == {}  # no sidecar is left in a transfer
+        assert shuffler.completed == sorted(set(shuffler.completed))  # numbered in order
         await until(lambda: all(not s._tasks for s in servers))  # pushes aborted, sinks ended
         sizes = drawn_sizes(5, ports, spec, shuffler.transfers)
         assert shuffler.moved == sum(sizes) and len(shuffler.durations) == shuffler.transfers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.sim.calibrate import Recorder, _ms, _trace
+from bench.sim.calibrate import Recorded, Recorder, _ms, _profiles, _trace
 from frontend.events import (
     Action,
     Answer,
@@ -36,7 +36,7 @@ SCRIPT: dict[type, list[Action]] = {
 
 def test_the_recorder_is_transparent_to_the_driver():
     core = ScriptedCore(SCRIPT)
-    recorder = Recorder(core, busy=lambda name: False)
+    recorder = Recorder(core, busy=lambda name: None)
     assert recorder.handle(QueryArrived(7, None), 1.5) == SCRIPT[QueryArrived]
     assert recorder.handle(Tick(), 2.0) == []
     assert core.seen == [(QueryArrived(7, None), 1.5), (Tick(), 2.0)]
@@ -44,7 +44,8 @@ def test_the_recorder_is_transparent_to_the_driver():
 
 
 def test_round_trips_are_filed_busy_or_idle_by_the_instance_at_send_time():
-    recorder = Recorder(ScriptedCore(SCRIPT), busy=lambda name: name == "data-1")
+    in_transfer = (3, 1, 0.0)  # transfer 3, receiving, began at perf_counter 0
+    recorder = Recorder(ScriptedCore(SCRIPT), busy=lambda n: in_transfer if n == "data-1" else None)
     recorder.handle(QueryArrived(7, None), 0.0)
     recorder.handle(TaskCompleted(2, "data-1", None), 0.0)
     recorder.handle(TaskCompleted(1, "data-0", None), 0.0)
@@ -53,6 +54,15 @@ def test_round_trips_are_filed_busy_or_idle_by_the_instance_at_send_time():
     assert [busy for _, _, busy in recorder.trace] == [True, False]
     assert len(recorder.held_s) == 1  # query 7 was answered once, the second answer unknown
     assert min(recorder.busy_s + recorder.idle_s + recorder.held_s) >= 0
+    [(number, side, phase, rtt)] = recorder.phases  # the busy task, timed into its transfer
+    assert (number, side, rtt) == (3, 1, recorder.busy_s[0]) and phase > 0
+
+
+def test_profiles_name_transfers_by_their_duration_and_drop_unfinished_ones():
+    recorder = Recorder(ScriptedCore(SCRIPT), busy=lambda name: None)
+    recorder.phases = [(7, 0, 0.25, 0.0501), (4, 1, 0.5, 0.011), (9, 0, 0.1, 0.02)]
+    run = Recorded(recorder, {}, durations=[1.5, 2.5], completed=[4, 7])  # 9 never finished
+    assert _profiles(run) == ((0, 1, 0.5, 11.0), (1, 0, 0.25, 50.1))
 
 
 def test_a_trace_is_sorted_by_send_time_and_starts_at_zero():

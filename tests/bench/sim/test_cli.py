@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 
-from bench.sim.cli import agreement, real_runs, result_row, run_sim
+from bench.sim.cli import agreement, markdown, real_runs, result_row, run_sim
 from bench.sim.engine import ORIGINAL, RECONSTRUCTED, SimResult
+from bench.sim.scenarios import SCENARIOS
 from bench.sim.service import Calibration
 from tests.bench.sim.calibrations import CAL
 
@@ -53,3 +54,12 @@ def test_a_tiny_local_run_writes_the_benchmarks_outputs(tmp_path, capsys):
     assert all(r["k"] == 2 and r["rate"] == 60.0 and r["p99_ms"] > 0 for r in runs)
     printed = capsys.readouterr().out
     assert "### Simulated: local" in printed and "`parm sim --test`" in printed
+
+
+def test_the_section_says_how_busy_task_times_were_drawn():
+    recorded = Calibration(10.0, (10.0,), 1.0, (20.0,), (1.0,), ((0, 0, 0.1, 50.0),))
+    plain = Calibration(10.0, (10.0,), 1.0, (20.0,), (1.0,))
+    sc = SCENARIOS["netns"]
+    assert "replays a recorded one" in markdown(sc, recorded, "parm sim", [], [], False)
+    assert "independent draws" in markdown(sc, plain, "parm sim", [], [], False)
+    assert "by time" in markdown(sc, recorded, "parm sim", [], [], True)

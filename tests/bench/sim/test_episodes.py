@@ -6,8 +6,10 @@ import pytest
 
 from bench.sim.episodes import (
     Timeline,
+    Transfers,
     merge,
     poisson_episodes,
+    replayed_transfers,
     shuffle_episodes,
     timeline,
     windows,
@@ -59,3 +61,23 @@ def test_merged_sources_give_one_timeline_per_instance():
     first, second = merge(2, pauses, slow)
     assert first.finish(1.0, 0.5) == pytest.approx(3.0)  # stopped to 2.0, then half speed
     assert second.finish(0.0, 1.0) == pytest.approx(1.5)
+
+
+def test_an_instance_is_in_the_last_transfer_it_began_until_that_one_ends():
+    t = Transfers([0.0, 1.0, 1.5], [2.0, 1.2, 3.0], [4, 5, 6], [0, 1, 0])
+    assert t.at(0.5) == (4, 0, 0.5)
+    assert t.at(1.1) == (5, 1, pytest.approx(0.1))  # overlapping: the later one
+    assert t.at(1.3) == (4, 0, 1.3)
+    assert t.at(2.5) == (6, 0, 1.0)
+    assert t.at(3.0) is None and t.cursor == 3  # over: never looked at again
+
+
+def test_replayed_transfers_last_as_recorded_with_a_sender_and_a_receiver():
+    per = replayed_transfers(5, 2, [0, 2], [0.5, 9.0, 0.25], 4.0, seed=1)
+    rows = [(s, e, j, side) for t in per for s, e, j, side in zip(
+        t.starts, t.ends, t.transfers, t.sides, strict=True)]  # fmt: skip
+    assert {j for _, _, j, _ in rows} == {0, 2}  # transfer 1 is never drawn
+    assert all(e - s == pytest.approx([0.5, 9.0, 0.25][j]) for s, e, j, _ in rows)
+    assert sum(side == 0 for *_, side in rows) == sum(side == 1 for *_, side in rows)
+    assert all(t.starts == sorted(t.starts) for t in per)
+    assert per == replayed_transfers(5, 2, [0, 2], [0.5, 9.0, 0.25], 4.0, seed=1)

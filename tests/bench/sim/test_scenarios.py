@@ -58,11 +58,43 @@ def test_pauses_stop_and_cpu_hogs_share_a_core():
 
 def test_shuffles_without_measured_transfers_take_the_link_rate():
     contention = parse_contention("shuffle:concurrency=1,min_mb=125,max_mb=125")
-    busy = shuffles_for(contention, 4, Calibration(10.0, (10.0,), 1.0), 0.05, seed=0)
+    busy, named = shuffles_for(contention, 4, Calibration(10.0, (10.0,), 1.0), 0.05, seed=0)
     spans = [(w.starts, w.ends) for w in busy if w.starts]
     assert len(spans) == 2  # one transfer, two instances, for 1 Gbit at 10 Gbit/s
     assert all(starts == [0.0] and ends == pytest.approx([0.1]) for starts, ends in spans)
-    assert shuffles_for(parse_contention("pause"), 2, CAL, 50.0, seed=0) == []
+    assert named == []  # nothing recorded to replay
+    assert shuffles_for(parse_contention("pause"), 2, CAL, 50.0, seed=0) == ([], [])
+
+
+#: two recorded transfers (1.0 and 2.0 s): the sender slow for its first 0.3 s
+PROFILED = Calibration(
+    10.0, (10.0,), 1.0, (20.0,), (1.0, 2.0),
+    shuffle_profiles=(
+        (0, 0, 0.1, 50.0), (0, 0, 0.5, 10.0), (0, 1, 0.2, 11.0),
+        (1, 0, 0.2, 50.0), (1, 0, 1.5, 10.0), (1, 1, 0.4, 12.0),
+    ),
+)  # fmt: skip
+
+
+def test_with_recorded_transfers_each_simulated_one_replays_one_of_them():
+    contention = parse_contention("shuffle:concurrency=1")
+    busy, named = shuffles_for(contention, 4, PROFILED, 10.0, seed=3)
+    assert len(busy) == len(named) == 4
+    for windows_, t in zip(busy, named, strict=True):
+        for start, end, j in zip(t.starts, t.ends, t.transfers, strict=True):
+            assert end - start == pytest.approx(PROFILED.shuffle_transfer_s[j])
+            assert windows_.covers(start)
+    sides = sorted(side for t in named for side in t.sides)
+    assert sides.count(0) == sides.count(1) > 3  # a sender and a receiver each time
+
+
+def test_a_busy_task_takes_what_a_task_as_far_into_the_real_transfer_took():
+    sc = dataclasses.replace(SCENARIOS["netns"], groups=1)
+    setup = setup_for(sc, 2, Mode.EQUAL_RESOURCES, 5.0, 0, PROFILED, seed=2, queries=400)
+    assert setup.profiles is not None and setup.transfers
+    latency_ms = Simulation(setup).run().latency_s * 1000 - PROFILED.overhead_ms
+    assert set(np.round(latency_ms).astype(int)) <= {10, 11, 12, 50}  # recorded, no other
+    assert (np.round(latency_ms) == 50).any()  # the senders' slow start was replayed
 
 
 def test_the_netns_scenario_mimics_the_study_at_k2_in_simulated_time():
