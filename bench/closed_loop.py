@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,15 +72,22 @@ async def closed_loop(
     return result
 
 
-async def run_client_process(module: str, *args: str) -> dict[str, Any]:
+async def run_client_process(module: str, *args: str, cpus: Collection[int] = ()) -> dict[str, Any]:
     """Run a load client (``python -m module args``) in its own process; its JSON summary.
 
     Its own process, so the client does not share the event loop or the CPU time of
-    the frontend it measures.
+    the frontend it measures; with ``cpus``, only on those CPUs (as a client on another
+    machine would not take the server's cores).
     """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", module, *args, stdout=asyncio.subprocess.PIPE
-    )
+    mine = os.sched_getaffinity(0)
+    if cpus:  # the child is born with this thread's CPUs: no moment on the others
+        os.sched_setaffinity(0, set(cpus))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args, stdout=asyncio.subprocess.PIPE
+        )
+    finally:
+        os.sched_setaffinity(0, mine)
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"load client {module} failed with exit code {proc.returncode}")

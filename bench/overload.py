@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ class OverloadPlan:
     #: flight (a connection storm: no pool limit)
     transports: tuple[str, ...] = ("grpc", "http", "http-storm")
     multiples: tuple[float, ...] = MULTIPLES
+    #: CPUs of the load clients; the frontend and the instances get the others. Empty:
+    #: everything shares every CPU, and a client offering 3x takes cores the frontend
+    #: would have (a client on another machine would not)
+    client_cpus: tuple[int, ...] = ()
+
+    def server_cpus(self) -> set[int]:
+        """The CPUs left to the frontend and its instances."""
+        every = os.sched_getaffinity(0)
+        left = every - set(self.client_cpus)
+        if self.client_cpus and (not left or not set(self.client_cpus) <= every):
+            raise ValueError(
+                f"client CPUs {list(self.client_cpus)} must be some, not all, of {sorted(every)}"
+            )
+        return left
 
 
 QUICK = OverloadPlan(seconds=4.0, capacity_queries=2000, fair_queries=1500)
@@ -142,30 +157,32 @@ async def open_loop(url: str, transport: str, rate: float, plan: OverloadPlan) -
     if transport in POOLS:
         args += ["--connections", str(POOLS[transport])]
     args += ["--queries", str(queries), "--warmup", "0", "--timeout-s", str(plan.deadline_s)]
-    result = await run_client_process("bench.loadgen", *args)
+    result = await run_client_process("bench.loadgen", *args, cpus=plan.client_cpus)
     return {**result, "queries": queries}
 
 
 async def closed(
-    url: str, concurrency: int, queries: int, transport: str = "grpc"
+    url: str, concurrency: int, queries: int, transport: str = "grpc", cpus: Sequence[int] = ()
 ) -> dict[str, Any]:
     args = ["--url", url, "--model", MODEL, "--concurrency", str(concurrency)]
     args += ["--queries", str(queries)]
     if transport == "http":
-        return await run_client_process("bench.http_client", *args, "--protocol", "v2-binary")
-    return await run_client_process("bench.client", *args)
+        args += ["--protocol", "v2-binary"]
+        return await run_client_process("bench.http_client", *args, cpus=cpus)
+    return await run_client_process("bench.client", *args, cpus=cpus)
 
 
 async def fairness(url: str, plan: OverloadPlan) -> dict[str, Any]:
     """The well-behaved client alone, then beside the hostile one."""
-    solo = await closed(url, 4, plan.fair_queries)
+    solo = await closed(url, 4, plan.fair_queries, cpus=plan.client_cpus)
     seconds = 2 * plan.fair_queries / max(solo["throughput_qps"], 1.0) + 5
     args = ["--url", url, "--model", MODEL, "--rows", str(plan.hostile_rows)]
+    args += ["--seconds", f"{seconds:.1f}"]
     hostile = asyncio.ensure_future(
-        run_client_process("bench.overload", *args, "--seconds", f"{seconds:.1f}")
+        run_client_process("bench.overload", *args, cpus=plan.client_cpus)
     )
     await asyncio.sleep(1.0)  # the hostile client is at it before the other starts
-    beside = await closed(url, 4, plan.fair_queries)
+    beside = await closed(url, 4, plan.fair_queries, cpus=plan.client_cpus)
     return {"solo": solo, "beside": beside, "hostile": await hostile}
 
 
@@ -179,6 +196,25 @@ async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
         MODEL, demo.base_dir, demo.parity_dir, k=2, data_instances=2, parity_instances=1
     )
     cluster = LocalCluster(Deployment((model,), grpc_port=0, http_port=0), home / "logs")
+    with server_cpus(plan):
+        return await _measure(plan, cluster)
+
+
+@contextlib.contextmanager
+def server_cpus(plan: OverloadPlan) -> Iterator[None]:
+    """This process (the frontend) and what it starts (the instances) on the server CPUs."""
+    if not plan.client_cpus:
+        yield
+        return
+    every = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, plan.server_cpus())
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, every)
+
+
+async def _measure(plan: OverloadPlan, cluster: Any) -> dict[str, Any]:
     async with cluster:
         front = cluster.frontend
         urls = {
@@ -188,7 +224,9 @@ async def measure(plan: OverloadPlan, home: Path) -> dict[str, Any]:
         before = resources()
         doors = sorted({door(t) for t in plan.transports})
         capacity = {
-            d: (await closed(urls[d], 16, plan.capacity_queries, d))["throughput_qps"]
+            d: (await closed(urls[d], 16, plan.capacity_queries, d, plan.client_cpus))[
+                "throughput_qps"
+            ]
             for d in doors
         }
         rows = []
@@ -219,8 +257,7 @@ def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
         f"### Overload and fairness ({today})",
         "",
         f"Command: `{command}`  ",
-        "Machine: 2-core shared VM, CPU only; the load clients, the frontend and 3 instances "
-        "(demo digits model, k=2, coded) share it.  ",
+        f"Machine: 2-core shared VM, CPU only; {_cpus(plan)}.  ",
         f"Capacity (closed loop, concurrency 16): {capacity}; open-loop runs of "
         f"{plan.seconds:g} s, deadline {plan.deadline_s * 1000:.0f} ms per query.",
         "",
@@ -254,6 +291,16 @@ def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
         f"Goodput target at 3x: >= {GOODPUT_TARGET:.0%} of capacity.",
     ]
     return "\n".join([*lines, ""])
+
+
+def _cpus(plan: OverloadPlan) -> str:
+    what = "the frontend and 3 instances (demo digits model, k=2, coded)"
+    if not plan.client_cpus:
+        return f"the load clients, {what} share it"
+    return (
+        f"the load clients on CPU {','.join(map(str, plan.client_cpus))} only, {what} on "
+        f"CPU {','.join(map(str, sorted(plan.server_cpus())))} (sched_setaffinity)"
+    )
 
 
 async def run_overload(plan: OverloadPlan, results: Path | None, home: Path, command: str) -> int:

@@ -207,6 +207,12 @@ def add_overload(bench: Any, home: Home) -> None:
     p.add_argument("--quick", action="store_true", help="short runs: about 2 minutes")
     p.add_argument("--seconds", type=float, help="length of each open-loop run")
     p.add_argument("--deadline-ms", type=float, help="each open-loop query's deadline")
+    p.add_argument(
+        "--client-cpus",
+        type=_ints,
+        help="run the load clients on these CPUs only (e.g. 1) and the frontend and its "
+        "instances on the others, as clients on other machines would",
+    )
     p.add_argument("--results", type=Path, default=Path("bench/RESULTS.md"))
     p.add_argument("--no-append", action="store_true", help="do not append to --results")
 
@@ -222,6 +228,8 @@ def add_overload(bench: Any, home: Home) -> None:
             plan = replace(plan, seconds=args.seconds)
         if args.deadline_ms is not None:
             plan = replace(plan, deadline_s=args.deadline_ms / 1000)
+        if args.client_cpus:
+            plan = replace(plan, client_cpus=tuple(args.client_cpus))
         results = None if args.no_append else args.results
         return run_loop(run_overload(plan, results, home(), _command()))
 

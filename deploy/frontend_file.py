@@ -63,7 +63,7 @@ FRONTEND_KEYS = (
     *("max_request_bytes", "max_deadline_ms"),
     # the front doors' limits (frontend.config.FrontendConfig says what each does)
     *("http_max_connections", "http_max_requests", "http_idle_timeout_s", "http_read_timeout_s"),
-    *("grpc_max_connections", "grpc_max_streams", "grpc_idle_timeout_s"),
+    *("grpc_max_connections", "grpc_max_streams", "grpc_max_calls", "grpc_idle_timeout_s"),
     *("grpc_handshake_timeout_s", "stream_max_inflight", "shutdown_grace_s"),
     "workers",  # processes sharing the ports (deploy.workers)
 )

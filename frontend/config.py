@@ -210,11 +210,18 @@ class FrontendConfig:
     grpc_max_connections: int = 1000
     #: calls at once on one gRPC connection (``grpc.max_concurrent_streams``).  gRPC
     #: itself refuses the excess (RST_STREAM REFUSED_STREAM: the client sees UNAVAILABLE,
-    #: safe to retry) or the client queues it, before it costs this process any CPU:
-    #: under 3x overload that kept goodput at 90% of capacity, against 12% with 1000
-    #: (``parm bench overload``, bench/RESULTS.md).  A client that needs more calls at
-    #: once opens more connections.
-    grpc_max_streams: int = 32
+    #: safe to retry) or the client queues it.  Kept above ``grpc_max_calls``: a call
+    #: queued in a client waits there past the time it could have been served, and
+    #: reaches the frontend stale; one refused at once is retried or given up fresh.
+    grpc_max_streams: int = 128
+    #: calls at once in this process, over every connection (grpc.aio's
+    #: ``maximum_concurrent_rpcs``): one more is answered RESOURCE_EXHAUSTED by gRPC's
+    #: own server loop before its message is read, routed or parsed -- the cheapest
+    #: refusal there is, which under 3x overload is most calls.  First come, first
+    #: served: admission's per-client shares apply to the calls inside the limit, so a
+    #: client that floods calls on many connections can take the slots (lower
+    #: ``grpc_max_streams`` to bound what one connection takes).  0: no limit.
+    grpc_max_calls: int = 64
     #: a gRPC connection without calls is closed (GOAWAY; clients reconnect) after this
     grpc_idle_timeout_s: float = 300.0
     #: a gRPC connection must finish its handshake within this many seconds

@@ -92,7 +92,7 @@ class Frontend:
     async def listen(self) -> None:
         """Open the gRPC port, then the HTTP ones; a worker that restarts opens them
         only once its models are ready (``deploy.workers``)."""
-        server = grpc.aio.server(options=grpc_options(self.config))
+        server = grpc_server(self.config)
         InferenceServicer(self.api, self.calls).register(server)
         self.grpc_port = server.add_insecure_port(f"{self.config.host}:{self.config.grpc_port}")
         if self.grpc_port == 0:
@@ -192,6 +192,13 @@ class Frontend:
             if self._crashed is not None and not self._crashed.done():
                 self._crashed.set_exception(error)
                 self._crashed.exception()  # retrieved: it is logged above
+
+
+def grpc_server(config: FrontendConfig) -> grpc.aio.Server:
+    """The gRPC server: `grpc_options`, and at most ``grpc_max_calls`` calls at once."""
+    return grpc.aio.server(
+        options=grpc_options(config), maximum_concurrent_rpcs=config.grpc_max_calls or None
+    )
 
 
 def grpc_options(config: FrontendConfig) -> list[tuple[str, int]]:

@@ -37,3 +37,13 @@ def test_a_client_process_gives_its_json_summary(tmp_path) -> None:
 def test_a_failing_client_process_is_an_error() -> None:
     with pytest.raises(RuntimeError, match=r"load client json\.tool failed with exit code [12]"):
         asyncio.run(run_client_process("json.tool", "/nonexistent/summary.json"))
+
+
+def test_a_client_process_runs_on_the_cpus_it_is_given_and_this_one_keeps_its_own():
+    import os
+
+    every = sorted(os.sched_getaffinity(0))
+    result = asyncio.run(run_client_process("tests.bench.affinity", cpus=(every[-1],)))
+    assert result == {"cpus": [every[-1]]}
+    assert sorted(os.sched_getaffinity(0)) == every
+    assert asyncio.run(run_client_process("tests.bench.affinity")) == {"cpus": every}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 
 import pytest
 
-from bench.overload import QUICK, Peak, goodput_row, report, resources
+from bench.overload import QUICK, Peak, _cpus, goodput_row, report, resources, server_cpus
 
 RUN = {"rate": 300.0, "queries": 600, "count": 480, "p99_ms": 12.0}
 
@@ -76,3 +77,26 @@ def test_the_storm_has_no_pool_limit_and_the_pooled_client_has_one() -> None:
     from bench.overload import POOLS
 
     assert POOLS == {"http": POOL, "http-storm": 0} and POOL > 0
+
+
+def test_the_clients_cpus_are_taken_from_the_frontends_while_it_measures() -> None:
+    every = os.sched_getaffinity(0)
+    last = max(every)
+    plan = dataclasses.replace(QUICK, client_cpus=(last,))
+    if len(every) > 1:
+        assert plan.server_cpus() == every - {last}
+        with server_cpus(plan):
+            assert os.sched_getaffinity(0) == every - {last}
+        assert f"the load clients on CPU {last} only" in _cpus(plan)
+    assert os.sched_getaffinity(0) == every
+    with server_cpus(QUICK):  # no split: nothing changes
+        assert os.sched_getaffinity(0) == every
+    assert "the load clients, the frontend and 3 instances" in _cpus(QUICK)
+
+
+@pytest.mark.parametrize("cpus", ["every", "unknown"])
+def test_the_clients_cpus_must_leave_some_and_exist(cpus: str) -> None:
+    every = os.sched_getaffinity(0)
+    chosen = tuple(every) if cpus == "every" else (max(every) + 1,)
+    with pytest.raises(ValueError, match="must be some, not all"):
+        dataclasses.replace(QUICK, client_cpus=chosen).server_cpus()

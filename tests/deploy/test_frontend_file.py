@@ -61,7 +61,8 @@ def test_dump_and_load_round_trip(tmp_path: Path) -> None:
     )
     config = FrontendConfig(
         (model,), host="0.0.0.0", grpc_port=1, http_port=2, metrics_port=3,
-        http_max_requests=7, grpc_max_streams=9, shutdown_grace_s=0.5, workers=3,
+        http_max_requests=7, grpc_max_streams=9, grpc_max_calls=5, shutdown_grace_s=0.5,
+        workers=3,
     )  # fmt: skip
     path = tmp_path / "frontend.toml"
     path.write_text(dump_frontend_config(config))

@@ -18,7 +18,7 @@ import pytest
 
 from frontend.config import FrontendConfig
 from frontend.model import QueryError
-from frontend.server import Frontend, InferenceServicer, grpc_options
+from frontend.server import Frontend, InferenceServicer, grpc_server
 from proto import inference_pb2 as pb
 
 WINDOW, SENT = 4, 100
@@ -149,8 +149,8 @@ def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> Non
 
     async def main() -> tuple[int, list[grpc.StatusCode]]:
         api = PeakHeld()
-        config = FrontendConfig(models=(), grpc_max_streams=limit)
-        server = grpc.aio.server(options=grpc_options(config))
+        config = FrontendConfig(models=(), grpc_max_streams=limit, grpc_max_calls=0)
+        server = grpc_server(config)
         InferenceServicer(api).register(server)  # type: ignore[arg-type]
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
@@ -195,3 +195,56 @@ def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> Non
     assert codes[:limit] == [grpc.StatusCode.UNAVAILABLE] * limit  # the held ones, let go
     ended = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
     assert set(codes[limit:]) <= ended  # refused by gRPC, or expired in the client
+
+
+def test_calls_past_the_process_call_limit_are_refused_at_once_unread() -> None:
+    """``grpc_max_calls``: with room for more streams than calls, the excess is answered
+    RESOURCE_EXHAUSTED by gRPC's server loop while the first calls are held: at once,
+    not queued in the client, and never seen by the frontend."""
+    limit, calls = 2, 6
+
+    async def main() -> tuple[int, list[grpc.StatusCode], list[grpc.StatusCode]]:
+        api = PeakHeld()
+        config = FrontendConfig(models=(), grpc_max_streams=16, grpc_max_calls=limit)
+        server = grpc_server(config)
+        InferenceServicer(api).register(server)  # type: ignore[arg-type]
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                infer = channel.unary_unary(
+                    INFER, request_serializer=pb.ModelInferRequest.SerializeToString
+                )
+                request = pb.ModelInferRequest(model_name="m")
+                request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
+                request.raw_input_contents.append(b"\0" * 4)
+                held = [
+                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(limit)
+                ]
+                async with asyncio.timeout(BOUND_S):
+                    while len(api.waiting) < limit:
+                        await api.arrived.wait()
+                        api.arrived.clear()
+                # while both are held, every further call is refused, none left waiting
+                excess = []
+                for _ in range(calls - limit):
+                    try:
+                        await infer(request, timeout=BOUND_S)
+                    except grpc.aio.AioRpcError as exc:
+                        excess.append(exc.code())
+                for waiting in api.waiting:
+                    waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
+                codes = []
+                for call in held:
+                    try:
+                        await call
+                    except grpc.aio.AioRpcError as exc:
+                        codes.append(exc.code())
+        finally:
+            await server.stop(0)
+        return api.peak, excess, codes
+
+    peak, excess, held = asyncio.run(main())
+    assert peak == limit
+    assert excess == [grpc.StatusCode.RESOURCE_EXHAUSTED] * (calls - limit)
+    assert held == [grpc.StatusCode.UNAVAILABLE] * limit
