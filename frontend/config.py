@@ -200,7 +200,7 @@ class FrontendConfig:
     http_max_connections: int = 1000
     #: requests in progress per HTTP port; one more is answered 503 (``Retry-After: 1``)
     #: before it is routed or its body parsed: the HTTP twin of ``grpc_max_streams``
-    http_max_requests: int = 64
+    http_max_requests: int = 32
     #: an HTTP connection with no request in progress is closed after this many seconds
     http_idle_timeout_s: float = 5.0
     #: an HTTP request's headers and body must arrive within this many seconds of its

@@ -83,7 +83,7 @@ class ConnectionLimits:
     idle_timeout_s: float
     read_timeout_s: float
     #: requests in progress on the port; one more is answered 503 before it is routed
-    max_requests: int = 64
+    max_requests: int = 32
 
 
 def canned(status: int, reason: str, message: str) -> bytes:

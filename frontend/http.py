@@ -334,6 +334,7 @@ class GuardedHttp(HttpToolsProtocol):
         # between requests (uvicorn's keep-alive timer; typed int, a float works the same)
         self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
         self._timer: asyncio.TimerHandle | None = None
+        self._refused = False  # this request was answered 503; its body is skipped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -346,10 +347,21 @@ class GuardedHttp(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         # Over the port's requests in progress (uvicorn's tasks, shared by its
-        # connections): a canned 503 instead of the application, before any routing or
-        # body parsing; uvicorn still reads the body off the connection, which stays open.
+        # connections): 503 before any routing or body parsing.  Under overload most
+        # requests are refused, so the refusal is the cheapest there is: canned bytes
+        # written at once, no request cycle, no task; the body is read off the
+        # connection and dropped, and the connection stays open.  Only behind an
+        # earlier request of this connection still being answered (pipelining) does
+        # it go through uvicorn, which keeps the answers in order.
         if len(self.tasks) < self.limits.max_requests:
             super().on_headers_complete()
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self._refused = True
+            keep_alive = self.parser.should_keep_alive()
+            self.transport.write(_BUSY if keep_alive else _BUSY_CLOSE)
+            if not keep_alive:
+                self.transport.close()
             return
         app, self.app = self.app, _busy
         try:
@@ -357,12 +369,20 @@ class GuardedHttp(HttpToolsProtocol):
         finally:
             self.app = app
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         message = f"request not received whole within {self.limits.read_timeout_s} s"
         self._arm(self.limits.read_timeout_s, canned(408, "Request Timeout", message))
 
     def on_message_complete(self) -> None:
+        if self._refused:  # answered already: idle until the next request
+            self._refused = False
+            self._arm(self.limits.idle_timeout_s, None)
+            return
         super().on_message_complete()
         self._disarm()  # the application has it now; the query has its own deadline
 
@@ -381,7 +401,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     def _expired(self, answer: bytes | None) -> None:
         self._timer = None
-        started = self.cycle is not None and self.cycle.response_started
+        started = self._refused or (self.cycle is not None and self.cycle.response_started)
         self._close(None if started else answer)
 
     def _close(self, answer: bytes | None) -> None:
@@ -393,6 +413,18 @@ class GuardedHttp(HttpToolsProtocol):
 
 
 _BUSY_BODY = json.dumps({"error": "the frontend is at its limit of requests in progress"})
+
+
+def _busy_bytes(connection: str) -> bytes:
+    body = _BUSY_BODY.encode()
+    head = (
+        f"HTTP/1.1 503 Service Unavailable\r\ncontent-type: {JSON_TYPE}\r\nretry-after: 1\r\n"
+        f"content-length: {len(body)}\r\nconnection: {connection}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+_BUSY, _BUSY_CLOSE = _busy_bytes("keep-alive"), _busy_bytes("close")
 
 
 async def _busy(scope: Any, receive: Any, send: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import resource
 from collections.abc import AsyncIterator
@@ -254,6 +255,78 @@ def test_requests_past_the_ports_limit_in_progress_are_503_before_routing(
     busy = {"error": "the frontend is at its limit of requests in progress"}
     assert replies[:3] == [(503, "1", busy)] * 3
     assert [status for status, _, _ in replies[3:]] == [200, 200]
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 answer off a raw connection: status, headers, body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if line)
+    if headers.get("transfer-encoding") == "chunked":  # uvicorn's own answers
+        body = await reader.readuntil(b"0\r\n\r\n")
+    else:
+        body = await reader.readexactly(int(headers["content-length"]))
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_request_past_the_limit_is_answered_before_its_body_and_the_body_skipped(
+    rest_containers: Containers, rest_bundles: Bundles
+) -> None:
+    """The 503 comes as soon as the headers are in (no task is made for it); the body
+    that follows is read and dropped, and the connection serves its next request;
+    ``Connection: close`` gets the 503 and the close."""
+    config = http_config(slow_model(rest_containers, rest_bundles), http_max_requests=1)
+    x = inputs(1, seed=6)
+    body = json.dumps(v2_json(x)).encode()
+    head = REQUEST_HEAD + b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+
+    async def main() -> list[Any]:
+        async with started(config) as frontend:
+            await frontend.wait_ready(BOUND_S)
+            url = f"http://127.0.0.1:{frontend.http_port}/v2/models/slow/infer"
+            async with aiohttp.ClientSession() as session:
+                held = asyncio.ensure_future(session.post(url, json=v2_json(x)))
+                await until(lambda: len(frontend.calls) == 1)
+                reader, writer = await asyncio.open_connection("127.0.0.1", frontend.http_port)
+                writer.write(head + b"\r\n")  # the headers only
+                early = await asyncio.wait_for(read_answer(reader), BOUND_S)
+                writer.write(body + head + b"\r\n" + body)  # its body, then a second request
+                second = await asyncio.wait_for(read_answer(reader), BOUND_S)
+                writer.write(head + b"Connection: close\r\n\r\n" + body)
+                closing = await asyncio.wait_for(read_answer(reader), BOUND_S)
+                rest = await asyncio.wait_for(reader.read(), BOUND_S)
+                writer.close()
+                answer = await held
+                return [early, second, closing, rest, answer.status]
+
+    early, second, closing, rest, held = asyncio.run(main())
+    busy = json.dumps({"error": "the frontend is at its limit of requests in progress"})
+    for status, headers, text in (early, second, closing):
+        assert (status, headers["retry-after"], text.decode()) == (503, "1", busy)
+    assert early[1]["connection"] == second[1]["connection"] == "keep-alive"
+    assert closing[1]["connection"] == "close" and rest == b""  # then closed
+    assert held == 200
+
+
+def test_a_pipelined_request_past_the_limit_is_answered_after_the_one_before_it(
+    rest_containers: Containers, rest_bundles: Bundles
+) -> None:
+    """Behind a request of its own connection still in progress, the refusal waits its
+    turn: HTTP/1.1 answers come in request order."""
+    config = http_config(slow_model(rest_containers, rest_bundles), http_max_requests=1)
+    body = json.dumps(v2_json(inputs(1, seed=7))).encode()
+    one = REQUEST_HEAD + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+    async def main() -> list[int]:
+        async with started(config) as frontend:
+            await frontend.wait_ready(BOUND_S)
+            reader, writer = await asyncio.open_connection("127.0.0.1", frontend.http_port)
+            writer.write(one + body + one + body)  # both at once: the second is pipelined
+            statuses = [(await asyncio.wait_for(read_answer(reader), BOUND_S))[0] for _ in "ab"]
+            writer.close()
+            return statuses
+
+    assert asyncio.run(main()) == [200, 503]
 
 
 # ---------------------------------------------------------------- shutdown
