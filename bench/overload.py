@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import gc
 import json
 import os
 import time
@@ -85,6 +86,14 @@ def resources(pid: int | None = None) -> dict[str, int]:
         if line.startswith("VmRSS:"):
             rss_kb = int(line.split()[1])
     return {"rss_mb": rss_kb // 1024, "fds": len(os.listdir(base / "fd"))}
+
+
+def live_objects() -> int:
+    """Objects the garbage collector tracks in this process (the frontend), after a
+    collection: if they are back to their count before the load, memory the process
+    keeps afterwards is the allocator's, not objects left behind."""
+    gc.collect()
+    return len(gc.get_objects())
 
 
 class Peak:
@@ -221,7 +230,7 @@ async def _measure(plan: OverloadPlan, cluster: Any) -> dict[str, Any]:
             "grpc": f"127.0.0.1:{front.grpc_port}",
             "http": f"http://127.0.0.1:{front.http_port}",
         }
-        before = resources()
+        before = {**resources(), "objects": live_objects()}
         doors = sorted({door(t) for t in plan.transports})
         capacity = {
             d: (await closed(urls[d], 16, plan.capacity_queries, d, plan.client_cpus))[
@@ -237,7 +246,7 @@ async def _measure(plan: OverloadPlan, cluster: Any) -> dict[str, Any]:
                     result = await open_loop(urls[door(t)], t, multiple * rate, plan)
                     rows.append(goodput_row(t, multiple, rate, result))
             await asyncio.sleep(2.0)  # answers and connections of the last run settle
-        after = resources()
+        after = {**resources(), "objects": live_objects()}
         fair = await fairness(urls["grpc"], plan)
     return {
         "capacity_qps": capacity,
@@ -276,7 +285,9 @@ def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
         "",
         "Frontend (this process) RSS MB / open descriptors: before "
         f"{res['before']['rss_mb']} / {res['before']['fds']}, peak {res['peak']['rss_mb']} / "
-        f"{res['peak']['fds']}, after {res['after']['rss_mb']} / {res['after']['fds']}.",
+        f"{res['peak']['fds']}, after {res['after']['rss_mb']} / {res['after']['fds']}"
+        + _objects(res)
+        + ".",
     ]
     fair = figures["fairness"]
     solo, beside = fair["solo"]["throughput_qps"], fair["beside"]["throughput_qps"]
@@ -291,6 +302,13 @@ def report(figures: dict[str, Any], plan: OverloadPlan, command: str) -> str:
         f"Goodput target at 3x: >= {GOODPUT_TARGET:.0%} of capacity.",
     ]
     return "\n".join([*lines, ""])
+
+
+def _objects(res: dict[str, dict[str, int]]) -> str:
+    if "objects" not in res["before"]:
+        return ""
+    before, after = res["before"]["objects"], res["after"]["objects"]
+    return f"; live Python objects before {before:,}, after {after:,} ({after - before:+,})"
 
 
 def _cpus(plan: OverloadPlan) -> str:
