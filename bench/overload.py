@@ -90,8 +90,10 @@ def resources(pid: int | None = None) -> dict[str, int]:
 
 def live_objects() -> int:
     """Objects the garbage collector tracks in this process (the frontend), after a
-    collection: if they are back to their count before the load, memory the process
-    keeps afterwards is the allocator's, not objects left behind."""
+    collection.  The frontend freezes what it made at start (``gc.freeze``), so this
+    counts objects made since and still alive: if they are back to their count before
+    the load, memory the process keeps afterwards is the allocator's, not objects left
+    behind."""
     gc.collect()
     return len(gc.get_objects())
 
