@@ -77,6 +77,11 @@ Array = npt.NDArray[Any]
 
 ZERO_FETCH_TIMEOUT_S = 5.0
 ZERO_FETCH_BACKOFF_S = (0.1, 2.0)  # first delay, cap
+#: a coding group whose inputs take this many bytes or more is encoded in a worker
+#: thread (numpy lets go of the GIL for large sums): at 3x224x224 a parity's sums take
+#: 150-300 us, longer than the event loop should be held (bench/RESULTS.md, loop lag);
+#: the thread hop (~0.1 ms) is paid by the parity only, never by a data query
+LARGE_GROUP_BYTES = 1 << 18
 #: A deadline nearer than this has passed: the event loop's timers fire in whole
 #: milliseconds (uvloop), so such a query could be answered after its deadline.
 CLOCK_RESOLUTION_S = 0.001
@@ -182,8 +187,12 @@ class ModelService:
         self.parities = self._parity_models() if parity else []
         self.parity: Manifest | None = self.parities[0] if self.parities else None
         self.code = self._make_code()
-        #: the coding steps run in a worker thread (read once, not per group)
-        self._off_loop: frozenset[str] = frozenset(getattr(self.code, "off_loop", ()))
+        #: the coding steps run in a worker thread (read once, not per group): a code's
+        #: network passes, and the encoding of large groups
+        off_loop = set(getattr(self.code, "off_loop", ()))
+        if parity and config.k * config.batch_size * self.row_bytes >= LARGE_GROUP_BYTES:
+            off_loop.add("encode")
+        self._off_loop: frozenset[str] = frozenset(off_loop)
         self.core = Coordinator(
             config.core_config(),
             [InstanceSpec(a.name, config.max_inflight) for a in data],

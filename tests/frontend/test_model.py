@@ -33,6 +33,7 @@ from tests.frontend.model_harness import (
     running,
     settle,
 )
+from tests.frontend.rest_support import until
 from tests.model_container.container_process import (
     CLASSES,
     IN_FEATURES,
@@ -476,6 +477,43 @@ def test_a_batch_short_of_rows_is_encoded_with_zero_rows(bundles: Bundles) -> No
 
 
 # ------------------------------------------------------------------ parity buffers
+
+
+def test_a_large_group_is_encoded_in_a_worker_thread(
+    bundles: Bundles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``LARGE_GROUP_BYTES`` of inputs a group's parity is summed off the event loop
+    (here the threshold is lowered to the tiny model's group); what is sent is the same."""
+    import threading
+
+    import frontend.model
+
+    monkeypatch.setattr(frontend.model, "LARGE_GROUP_BYTES", 1)
+    threads: list[str] = []
+    encode_into = frontend.model.encode_into
+
+    def recorded(*args: object) -> None:
+        threads.append(threading.current_thread().name)
+        encode_into(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(frontend.model, "encode_into", recorded)
+    x = rows(2, 31)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        assert h.service._off_loop == {"encode"}
+        client = await h.ask(x)
+        parity = h.links["data-0"], h.links["data-1"], h.links["parity-0"]
+        await until(lambda: bool(parity[2].sent))
+        np.testing.assert_allclose(input_of(parity[2].sent[only(parity[2])]), x[:1] + x[1:])
+        for link in parity[:2]:
+            link.answer(only(link))
+        await client
+        parity[2].answer(only(parity[2]), parity_model)
+        await settle()
+
+    drive(coded(bundles), scenario)
+    assert threads and threading.main_thread().name not in threads
 
 
 def test_a_parity_buffer_is_not_reused_while_a_send_still_holds_it(bundles: Bundles) -> None:
