@@ -10,6 +10,7 @@ Finding 8: bytes that are no ``ModelInferRequest`` are INVALID_ARGUMENT, not UNK
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -141,6 +142,34 @@ class PeakHeld(HeldQueries):
         await super().infer(*args)
 
 
+@contextlib.asynccontextmanager
+async def holding(
+    api: PeakHeld, config: FrontendConfig, limit: int
+) -> AsyncIterator[tuple[Any, pb.ModelInferRequest, list[asyncio.Future[Any]]]]:
+    """A gRPC server of ``config`` over ``api`` with ``limit`` calls made and held in the
+    frontend: (the call, its request, the held calls)."""
+    server = grpc_server(config)
+    InferenceServicer(api).register(server)  # type: ignore[arg-type]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                INFER, request_serializer=pb.ModelInferRequest.SerializeToString
+            )
+            request = pb.ModelInferRequest(model_name="m")
+            request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
+            request.raw_input_contents.append(b"\0" * 4)
+            held = [asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(limit)]
+            async with asyncio.timeout(BOUND_S):
+                while len(api.waiting) < limit:
+                    await api.arrived.wait()
+                    api.arrived.clear()
+            yield infer, request, held
+    finally:
+        await server.stop(0)
+
+
 def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> None:
     """``grpc_max_streams``: gRPC itself holds the excess back (the client queues it, or
     the server refuses it with REFUSED_STREAM, UNAVAILABLE), so an overloaded frontend
@@ -150,44 +179,23 @@ def test_calls_past_a_connections_stream_limit_never_reach_the_frontend() -> Non
     async def main() -> tuple[int, list[grpc.StatusCode]]:
         api = PeakHeld()
         config = FrontendConfig(models=(), grpc_max_streams=limit, grpc_max_calls=0)
-        server = grpc_server(config)
-        InferenceServicer(api).register(server)  # type: ignore[arg-type]
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                infer = channel.unary_unary(
-                    INFER, request_serializer=pb.ModelInferRequest.SerializeToString
-                )
-                request = pb.ModelInferRequest(model_name="m")
-                request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
-                request.raw_input_contents.append(b"\0" * 4)
-                # the first `limit` calls reach the frontend and are held there
-                held = [
-                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(limit)
-                ]
-                async with asyncio.timeout(BOUND_S):
-                    while len(api.waiting) < limit:
-                        await api.arrived.wait()
-                        api.arrived.clear()
-                # the excess, while they are held: it never reaches the frontend; it is
-                # refused, or queued in the client until its own deadline ends it
-                excess = [
-                    asyncio.ensure_future(infer(request, timeout=EXCESS_DEADLINE_S))
-                    for _ in range(calls - limit)
-                ]
-                await asyncio.wait(excess, timeout=BOUND_S)
-                for waiting in api.waiting:  # let go: the held calls get UNAVAILABLE
-                    if not waiting.done():
-                        waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
-                await asyncio.wait(held, timeout=BOUND_S)
-                codes = []
-                for p in [*held, *excess]:
-                    exc = p.exception()
-                    assert isinstance(exc, grpc.aio.AioRpcError)
-                    codes.append(exc.code())
-        finally:
-            await server.stop(0)
+        async with holding(api, config, limit) as (infer, request, held):
+            # the excess, while they are held: it never reaches the frontend; it is
+            # refused, or queued in the client until its own deadline ends it
+            excess = [
+                asyncio.ensure_future(infer(request, timeout=EXCESS_DEADLINE_S))
+                for _ in range(calls - limit)
+            ]
+            await asyncio.wait(excess, timeout=BOUND_S)
+            for waiting in api.waiting:  # let go: the held calls get UNAVAILABLE
+                if not waiting.done():
+                    waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
+            await asyncio.wait(held, timeout=BOUND_S)
+            codes = []
+            for p in [*held, *excess]:
+                exc = p.exception()
+                assert isinstance(exc, grpc.aio.AioRpcError)
+                codes.append(exc.code())
         return api.peak, codes
 
     peak, codes = asyncio.run(main())
@@ -206,42 +214,22 @@ def test_calls_past_the_process_call_limit_are_refused_at_once_unread() -> None:
     async def main() -> tuple[int, list[grpc.StatusCode], list[grpc.StatusCode]]:
         api = PeakHeld()
         config = FrontendConfig(models=(), grpc_max_streams=16, grpc_max_calls=limit)
-        server = grpc_server(config)
-        InferenceServicer(api).register(server)  # type: ignore[arg-type]
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                infer = channel.unary_unary(
-                    INFER, request_serializer=pb.ModelInferRequest.SerializeToString
-                )
-                request = pb.ModelInferRequest(model_name="m")
-                request.inputs.add(name="input", datatype="FP32", shape=[1, 1])
-                request.raw_input_contents.append(b"\0" * 4)
-                held = [
-                    asyncio.ensure_future(infer(request, timeout=BOUND_S)) for _ in range(limit)
-                ]
-                async with asyncio.timeout(BOUND_S):
-                    while len(api.waiting) < limit:
-                        await api.arrived.wait()
-                        api.arrived.clear()
-                # while both are held, every further call is refused, none left waiting
-                excess = []
-                for _ in range(calls - limit):
-                    try:
-                        await infer(request, timeout=BOUND_S)
-                    except grpc.aio.AioRpcError as exc:
-                        excess.append(exc.code())
-                for waiting in api.waiting:
-                    waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
-                codes = []
-                for call in held:
-                    try:
-                        await call
-                    except grpc.aio.AioRpcError as exc:
-                        codes.append(exc.code())
-        finally:
-            await server.stop(0)
+        async with holding(api, config, limit) as (infer, request, held):
+            # while both are held, every further call is refused, none left waiting
+            excess = []
+            for _ in range(calls - limit):
+                try:
+                    await infer(request, timeout=BOUND_S)
+                except grpc.aio.AioRpcError as exc:
+                    excess.append(exc.code())
+            for waiting in api.waiting:
+                waiting.set_exception(QueryError("UNAVAILABLE", "let go"))
+            codes = []
+            for call in held:
+                try:
+                    await call
+                except grpc.aio.AioRpcError as exc:
+                    codes.append(exc.code())
         return api.peak, excess, codes
 
     peak, excess, held = asyncio.run(main())
