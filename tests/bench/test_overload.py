@@ -71,15 +71,14 @@ def test_the_report_has_a_row_per_run_and_the_fairness_share() -> None:
     assert "Command: `parm bench overload --quick`" in text
     assert "Capacity (closed loop, concurrency 16): grpc 100 q/s, http 60 q/s" in text
     assert "after 100 / 30." in text  # no object counts, none reported
-    figures["resources"]["before"] = {**res, "objects": 1000}
-    figures["resources"]["after"] = {**res, "objects": 1250}
-    text = report(figures, QUICK, "parm bench overload --quick")
+    counted = {"before": {**res, "objects": 1000}, "peak": res, "after": {**res, "objects": 1250}}
+    text = report({**figures, "resources": counted}, QUICK, "parm bench overload --quick")
     assert "live Python objects before 1,000, after 1,250 (+250)." in text
 
 
 def test_live_objects_counts_what_the_collector_tracks() -> None:
     before = live_objects()
-    kept = [[] for _ in range(1000)]
+    kept: list[list[int]] = [[] for _ in range(1000)]
     assert live_objects() >= before + 1000
     del kept
 

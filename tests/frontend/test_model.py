@@ -490,7 +490,7 @@ def test_a_large_group_is_encoded_in_a_worker_thread(
 
     monkeypatch.setattr(frontend.model, "LARGE_GROUP_BYTES", 1)
     threads: list[str] = []
-    encode_into = frontend.model.encode_into
+    from common.codes import encode_into
 
     def recorded(*args: object) -> None:
         threads.append(threading.current_thread().name)
