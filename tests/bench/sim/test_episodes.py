@@ -64,9 +64,9 @@ def test_merged_sources_give_one_timeline_per_instance():
 
 
 def test_an_instance_is_in_the_last_transfer_it_began_until_that_one_ends():
-    t = Transfers([0.0, 1.0, 1.5], [2.0, 1.5, 3.0], [4, 5, 6], [0, 1, 0])
+    t = Transfers([0.0, 1.0, 1.5], [2.0, 1.2, 3.0], [4, 5, 6], [0, 1, 0])
     assert t.at(0.5) == (4, 0, 0.5)
-    assert t.at(1.25) == (5, 1, 0.25)  # overlapping: the later one
+    assert t.at(1.125) == (5, 1, 0.125)  # overlapping: the later one
     assert t.at(1.3) == (4, 0, 1.3)
     assert t.at(2.5) == (6, 0, 1.0)
     assert t.at(3.0) is None and t.cursor == 3  # over: never looked at again
