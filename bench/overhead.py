@@ -1,8 +1,9 @@
 """``parm bench overhead``: what the frontend costs, measured at the client.
 
-The demo MLP on 2 data + 1 parity instances, in ``coded`` mode (k=2) and in ``none``
-mode, closed loop at concurrency 1 and 16, through the frontend; and the same client
-calling one instance directly, so the frontend's added latency is a difference of
+The demo MLP on 2 data + 1 parity instances, in ``coded`` mode (k=2; also with dynamic
+batching of up to 8 queries per instance request) and in ``none`` mode, closed loop at
+concurrency 1 and 16, through the frontend; and the same client calling one instance
+directly, so the frontend's added latency is a difference of
 two medians taken in the same run.  The load client is a separate process
 (``bench.client``; ``bench.http_client`` for the v2 REST door with binary tensors), so
 it does not share the frontend's event loop.  The frontend runs in this process and the
@@ -28,13 +29,21 @@ from frontend.events import Mode
 MODEL = "digits"
 CONCURRENCY = (1, 16)
 HTTP_DOOR = "v2-binary"  # KServe v2 REST with binary tensors (bench.http_client)
-#: (label, mode, decode grace): the served default, the papers' eager decoding beside it
-#: (reconstructions answer the moment they are decodable), and no redundancy at all
-VARIANTS: tuple[tuple[str, Mode, str | float], ...] = (
-    ("coded", Mode.CODED, "auto"),
-    ("coded, eager", Mode.CODED, 0.0),
-    ("none", Mode.NONE, "auto"),
+#: dynamic batching's largest batch in the ``BATCHED`` variant
+BATCH = 8
+BATCHED = f"coded, batches <= {BATCH}"
+#: (label, mode, model settings): the served default, the papers' eager decoding beside
+#: it (reconstructions answer the moment they are decodable), dynamic batching (queries
+#: that arrive together or while every data instance is busy share a request), and no
+#: redundancy at all
+VARIANTS: tuple[tuple[str, Mode, dict[str, Any]], ...] = (
+    ("coded", Mode.CODED, {"decode_grace": "auto"}),
+    ("coded, eager", Mode.CODED, {"decode_grace": 0.0}),
+    (BATCHED, Mode.CODED, {"decode_grace": "auto", "batch_size": BATCH}),
+    ("none", Mode.NONE, {"decode_grace": "auto"}),
 )
+#: the variants measured through the HTTP door too
+HTTP_VARIANTS = ("coded", BATCHED)
 
 
 WARMUP = 200  # queries each load client sends before it measures (its default)
@@ -58,10 +67,10 @@ async def client(
 
 async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for label, mode, grace in VARIANTS:
+    for label, mode, settings in VARIANTS:
         model = ModelDeployment(
             MODEL, base, parity, k=2, mode=mode, data_instances=2, parity_instances=1,
-            settings={"decode_grace": grace},
+            settings=settings,
         )  # fmt: skip
         deployment = Deployment((model,), grpc_port=0, http_port=0, metrics_port=None)
         async with LocalCluster(deployment, log_dir) as cluster:
@@ -69,11 +78,12 @@ async def measure(base: Path, parity: Path, queries: int, log_dir: Path) -> list
             for concurrency in CONCURRENCY:
                 result = await client(url, MODEL, concurrency, queries)
                 rows.append({"path": "frontend", "mode": label, **result})
-            if label == "coded":
+            if label in HTTP_VARIANTS:
                 http = f"http://127.0.0.1:{cluster.frontend.http_port}"
                 for concurrency in CONCURRENCY:
                     result = await client(http, MODEL, concurrency, queries, HTTP_DOOR)
                     rows.append({"path": "frontend (HTTP)", "mode": label, **result})
+            if label == "coded":
                 direct = f"127.0.0.1:{cluster.instances[MODEL, 'data-0'].grpc_port}"
                 for concurrency in CONCURRENCY:
                     result = await client(direct, MODEL, concurrency, queries)
@@ -109,6 +119,17 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
         "Throughput at concurrency 16 through the frontend (coded, gRPC) over one instance "
         f"called directly: {through['throughput_qps'] / direct['throughput_qps']:.2f}x  "
     )
+    for path in ("frontend", "frontend (HTTP)"):
+        one, batched = by.get((path, "coded", 16)), by.get((path, BATCHED, 16))
+        if one is None or batched is None:
+            continue
+        lines.append(
+            f"Dynamic batching (<= {BATCH}) at concurrency 16, {path}: frontend CPU "
+            f"{batched['cpu_us']:.0f} vs {one['cpu_us']:.0f} us/query "
+            f"({batched['cpu_us'] / one['cpu_us']:.2f}x), throughput "
+            f"{batched['throughput_qps'] / one['throughput_qps']:.2f}x, p50 at concurrency 1 "
+            f"{_p50(by, path, BATCHED)} vs {_p50(by, path, 'coded')} ms  "
+        )
     for c in CONCURRENCY:
         auto, eager = by["frontend", "coded", c], by["frontend", "coded, eager", c]
         lines.append(
@@ -117,6 +138,11 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
             f"{auto['p50_ms'] - eager['p50_ms']:+.2f} ms"
         )
     return "\n".join([*lines, ""])
+
+
+def _p50(by: dict[tuple[str, str, int], dict[str, Any]], path: str, mode: str) -> str:
+    row = by.get((path, mode, 1))
+    return "-" if row is None else f"{row['p50_ms']:.2f}"
 
 
 def _cpu(row: dict[str, Any]) -> str:

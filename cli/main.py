@@ -81,7 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--parity-instances", type=int, default=1)
     up.add_argument("--mode", default="coded", choices=[mode.value for mode in Mode])
     up.add_argument("--policy", default="single-queue", choices=["single-queue", "round-robin"])
-    up.add_argument("--batch-size", type=int, default=1, help="queries per instance request")
+    up.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="queries per instance request, at most (dynamic: queries that arrive while "
+        "every data instance is busy go together to the next one free)",
+    )
     up.add_argument("--group-timeout-ms", type=float, default=10.0, help="then pad the group")
     up.add_argument(
         "--decode-grace",

@@ -55,7 +55,12 @@ class LoopClock:
         return time.monotonic()
 
     def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle:
-        return (self._loop or asyncio.get_running_loop()).call_at(when, callback)
+        loop = self._loop or asyncio.get_running_loop()
+        if when <= self.now():
+            # due already: the loop's next pass (uvloop would round a timer up to its
+            # millisecond, so a wake-up "at once" would come up to 1 ms late)
+            return loop.call_soon(callback)
+        return loop.call_at(when, callback)
 
 
 class SimTimer:

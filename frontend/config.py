@@ -82,7 +82,13 @@ class ModelConfig:
     #: ``code = "learned"``; its parity instances serve the base model
     code_bundle: Path | None = None
     policy: str = "single-queue"
+    #: queries per instance request, at most.  Batches are dynamic (``dynamic_batching``):
+    #: a query goes to a free data instance at once, and queries that arrive while every
+    #: data instance is busy go together to the next one free, up to this many
     batch_size: int = 1
+    dynamic_batching: bool = True
+    #: fixed batching only (``dynamic_batching = false``): how long a short batch waits
+    #: for more queries
     batch_timeout_ms: float = 2.0
     group_timeout_ms: float = 10.0
     partial: PartialPolicy = PartialPolicy.PAD
@@ -170,6 +176,7 @@ class ModelConfig:
             r=self.r,
             mode=self.mode,
             batch_size=self.batch_size,
+            dynamic_batching=self.dynamic_batching,
             batch_timeout=self.batch_timeout_ms / 1000,
             group_timeout=self.group_timeout_ms / 1000,
             partial=self.partial,

@@ -2,10 +2,14 @@
 
 Theory of operation
 -------------------
-Queries arrive one by one.  Each admitted query becomes part of a *data task* (B
+Queries arrive one by one.  Each admitted query becomes part of a *data task* (up to B
 queries sent to one instance in one request; B=1 by default) that is queued for the
-data pool at once.  Data tasks join the model's open *coding group*; when the group
-holds k of them, or its fill timeout passes, it is *closed*: a *parity task* is
+data pool at once.  With B > 1 a task is cut when it holds B queries or, dynamic
+batching, once the queries that arrived together are in (a timer due at once: the
+driver's next pass) and a data instance is free to take it, so batches grow while every
+instance is busy or the driver is; fixed batching waits for B or a timeout instead.
+Data tasks join the model's open *coding group*; when the group holds k of them, or
+its fill timeout passes, it is *closed*: a *parity task* is
 queued for the parity pool.  Its input is the code's encoding of the group's inputs,
 zero-padded when the group closed short (the padded slots' outputs are the base
 model's known output on a zero input).
@@ -197,6 +201,7 @@ class Coordinator:
         self._group: _Group | None = None  # the open group
         self._batch: list[_Query] = []  # queries waiting to fill a data task
         self._batch_serial = 0
+        self._batch_due = False  # dynamic: the filling batch goes to the next free instance
         self._timers: list[tuple[float, int, _Timer, int]] = []
         self._timer_seq = itertools.count()
         self._announced: float | None = None
@@ -264,10 +269,14 @@ class Coordinator:
         if len(self._batch) >= self.config.batch_size:
             self._flush_batch(now)
         elif len(self._batch) == 1:
-            self._add_timer(now + self.config.batch_timeout, _Timer.BATCH, self._batch_serial)
+            # dynamic: due at once, i.e. once the driver has handled what else arrived
+            # with it (the rest of its event loop pass), then cut for a free instance
+            wait = 0.0 if self.config.dynamic_batching else self.config.batch_timeout
+            self._add_timer(now + wait, _Timer.BATCH, self._batch_serial)
 
     def _flush_batch(self, now: float) -> None:
         queries, self._batch = self._batch, []
+        self._batch_due = False
         self._batch_serial += 1
         task = self._new_task(PoolKind.DATA, queries)
         if self.config.mode is Mode.REPLICATE:
@@ -336,7 +345,10 @@ class Coordinator:
             if kind is _Timer.DEADLINE:
                 self._expire(self._queries[ref], now)
             elif kind is _Timer.BATCH:
-                self._flush_batch(now)
+                if self.config.dynamic_batching:
+                    self._batch_due = True  # cut in `_pump`, now or when one is free
+                else:
+                    self._flush_batch(now)
             elif kind is _Timer.GRACE:
                 task = self._held[ref][0]
                 assert task.group is not None
@@ -385,6 +397,13 @@ class Coordinator:
         return twin is None or twin.state is not _State.RUNNING or twin.instance != instance
 
     def _pump(self, now: float) -> None:
+        self._dispatch(now)
+        data = self._pools[PoolKind.DATA]
+        if self._batch_due and data.free and not data.policy:  # a short batch, to a free one
+            self._flush_batch(now)
+            self._dispatch(now)
+
+    def _dispatch(self, now: float) -> None:
         for pool in self._pools.values():
             if not pool.policy:
                 continue  # the common case at every event: nothing waits, nothing to copy

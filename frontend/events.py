@@ -57,6 +57,11 @@ class CoreConfig:
     r: int = 1  # parity queries per group; any k of the k+r outputs decode
     mode: Mode = Mode.CODED
     batch_size: int = 1
+    #: a filling batch (``batch_size`` > 1) goes to the first data instance that is free
+    #: (dynamic, as Triton's dynamic batcher with no queue delay: a lone query waits for
+    #: nothing, and batches grow only while every instance is busy); False: it waits
+    #: until full or ``batch_timeout`` after its first query, whatever the instances do
+    dynamic_batching: bool = True
     batch_timeout: float = 0.002
     group_timeout: float = 0.010
     partial: PartialPolicy = PartialPolicy.PAD

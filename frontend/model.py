@@ -518,10 +518,12 @@ class ModelService:
 
     def _send_parity(self, action: SendParity) -> None:
         began = self._now()
-        parity = self._parity_buffers.take()  # (B, *input_shape), float32
+        # as many rows as the group's largest task (dynamic batches differ in size)
+        rows = max(len(slot) for slot in action.slots)
+        parity = self._parity_buffers.take()[:rows]  # (B, *input_shape) float32, cut
 
         def encode() -> Array:
-            for i in range(self.config.batch_size):
+            for i in range(rows):
                 encode_into(self.code, self._slot_inputs(action, i), parity[i], action.index)
             return parity
 
@@ -536,7 +538,7 @@ class ModelService:
         raw = parity.data if dtype == parity.dtype else parity.astype(dtype).tobytes()
         now = self._now()
         self.metrics.encode.observe(now - began)
-        request = self._request(manifest, action.task_id, self.config.batch_size, raw)
+        request = self._request(manifest, action.task_id, len(parity), raw)
         self._sent_at[action.task_id] = (action.instance, now)
         self.links[action.instance].send(action.task_id, request)
 
@@ -574,7 +576,7 @@ class ModelService:
     def _reconstruct(self, action: Reconstruct) -> None:
         assert self._zero_output is not None
         began = self._now()
-        batch = self.config.batch_size
+        batch = max(action.sizes)  # the parity's rows
         outputs = np.empty((self.config.k, batch, *self.output.shape), np.float32)
         outputs[:] = self._zero_output  # padded slots and rows: the known F(0)
         for slot, (out, size) in enumerate(zip(action.outputs, action.sizes, strict=True)):

@@ -77,7 +77,32 @@ def test_decode_grace_is_compared_with_eager_decoding_at_each_concurrency():
     )
 
 
-def test_the_served_default_and_eager_decoding_run_side_by_side():
-    assert [(label, grace) for label, _, grace in overhead.VARIANTS] == [
-        ("coded", "auto"), ("coded, eager", 0.0), ("none", "auto")
-    ]  # fmt: skip
+def test_the_served_default_eager_decoding_and_batching_run_side_by_side():
+    assert [(label, settings) for label, _, settings in overhead.VARIANTS] == [
+        ("coded", {"decode_grace": "auto"}),
+        ("coded, eager", {"decode_grace": 0.0}),
+        ("coded, batches <= 8", {"decode_grace": "auto", "batch_size": 8}),
+        ("none", {"decode_grace": "auto"}),
+    ]
+    assert overhead.HTTP_VARIANTS == ("coded", "coded, batches <= 8")
+
+
+def test_dynamic_batching_is_compared_with_one_query_per_request_on_each_door():
+    batched = [
+        {**row("frontend", "coded, batches <= 8", 16, 5.0), "cpu_us": 216.05},
+        {**row("frontend", "coded, batches <= 8", 1, 1.80)},
+        {**row("frontend (HTTP)", "coded", 16, 9.0), "throughput_qps": 500.0},
+        {**row("frontend (HTTP)", "coded, batches <= 8", 16, 4.0), "cpu_us": 108.0},
+    ]
+    text = overhead.report([*ROWS, *batched], "parm bench overhead")
+    assert (
+        "Dynamic batching (<= 8) at concurrency 16, frontend: frontend CPU 216 vs 432 us/query "
+        "(0.50x), throughput 1.00x, p50 at concurrency 1 1.80 vs 1.75 ms  "
+    ) in text
+    assert (
+        "Dynamic batching (<= 8) at concurrency 16, frontend (HTTP): frontend CPU 108 vs 432 "
+        "us/query (0.25x), throughput 2.00x, p50 at concurrency 1 - vs - ms  "
+    ) in text
+    assert "Dynamic batching (<= 8) at concurrency 16, frontend (HTTP)" not in overhead.report(
+        ROWS, "parm bench overhead"
+    )

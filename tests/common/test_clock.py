@@ -114,3 +114,23 @@ def test_loop_clock_reads_the_loop_and_sets_its_timers(bound: bool) -> None:
 
     before, now, fired = asyncio.run(scenario())
     assert now >= before and fired
+
+
+def test_a_loop_clock_timer_already_due_runs_in_turn_not_on_the_loops_timer_wheel() -> None:
+    """Due already: queued behind what is ready now, like ``call_soon`` (uvloop rounds a
+    timer up to its next millisecond, which made "at once" up to 1 ms late)."""
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        clock = LoopClock(loop)
+        order: list[str] = []
+        done = asyncio.Event()
+        loop.call_soon(order.append, "ready before")
+        handle = clock.call_at(clock.now() - 0.001, lambda: order.append("due"))
+        loop.call_soon(order.append, "ready after")
+        loop.call_soon(done.set)
+        await done.wait()
+        assert not isinstance(handle, asyncio.TimerHandle)
+        return order
+
+    assert asyncio.run(scenario()) == ["ready before", "due", "ready after"]

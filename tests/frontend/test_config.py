@@ -73,6 +73,8 @@ def test_core_config_takes_milliseconds_to_seconds() -> None:
     core = model(Mode.CODED, batch_timeout_ms=4.0, group_timeout_ms=20.0, default_output=(0.0,))
     config = core.core_config()
     assert (config.batch_timeout, config.group_timeout, config.has_default) == (0.004, 0.02, True)
+    assert config.dynamic_batching is True
+    assert model(Mode.CODED, dynamic_batching=False).core_config().dynamic_batching is False
 
 
 def test_model_names_must_be_unique() -> None:

@@ -196,7 +196,7 @@ def test_group_whose_queries_are_all_answered_sends_no_parity() -> None:
 
 
 def test_batches_of_b_queries_are_coded_together() -> None:
-    h = Harness(k=2, batch_size=2, batch_timeout=0.002, group_timeout=0.01)
+    h = Harness(k=2, batch_size=2, dynamic_batching=False, batch_timeout=0.002, group_timeout=0.01)
     assert only(h.query(1), SetTimer) == [SetTimer(0.002)]
     assert sends(h.query(2)) == [("data", 0, "data-0")]
     h.query(3)
@@ -208,8 +208,58 @@ def test_batches_of_b_queries_are_coded_together() -> None:
     assert actions == [Reconstruct(0, 0, ("p",), (None, "o3"), (2, 1), ((1, 0), (2, 1)), (0,), 0)]
 
 
+def test_dynamic_batching_cuts_what_arrived_together_when_its_timer_fires() -> None:
+    """Due at once: the driver fires it after the rest of its pass, so queries that
+    came in together go together, and a lone query waits for nothing."""
+    h = Harness(k=2, batch_size=4, group_timeout=0.01)
+    actions = h.query(1)
+    assert only(actions, SetTimer) == [SetTimer(0.0)]
+    assert sends(actions) == []
+    assert h.query(2) == []
+    actions = h.feed(Tick())
+    assert only(actions, SendData) == [SendData(0, "data-0", ("x1", "x2"))]
+    h.now = 0.005
+    assert only(h.query(3), SetTimer) == [SetTimer(0.005)]
+    actions = h.feed(Tick())
+    assert only(actions, SendData) == [SendData(1, "data-1", ("x3",))]
+
+
+def test_dynamic_batches_grow_while_every_data_instance_is_busy() -> None:
+    h = Harness(k=2, batch_size=4, group_timeout=1.0)
+    for q in (1, 2):
+        h.query(q)
+        h.feed(Tick())  # one each: the group of two closes
+    h.done(2, "parity-0", "p")
+    for q in (3, 4, 5):
+        h.query(q)
+    assert sends(h.feed(Tick())) == []  # due, but no instance is free
+    actions = h.done(0, "data-0")
+    assert only(actions, SendData) == [SendData(3, "data-0", ("x3", "x4", "x5"))]
+    h.query(6)
+    assert sends(h.feed(Tick())) == []
+    actions = h.done(1, "data-1")
+    assert only(actions, SendData) == [SendData(4, "data-1", ("x6",))]
+    parity = only(actions, SendParity)
+    assert parity == [SendParity(5, "parity-0", (("x3", "x4", "x5"), ("x6",)))]
+
+
+def test_a_full_dynamic_batch_is_cut_at_once_and_queued_if_no_instance_is_free() -> None:
+    h = Harness(k=2, n_data=1, batch_size=2, group_timeout=1.0)
+    h.query(1)
+    assert only(h.query(2), SendData) == [SendData(0, "data-0", ("x1", "x2"))]  # full
+    h.query(3)
+    h.feed(Tick())
+    actions = h.query(4)  # full: cut and queued behind the busy instance
+    assert only(actions, SendData) == []  # (the group of two closed: its parity went)
+    assert h.core.queue_depth(PoolKind.DATA) == 1
+    h.query(5)  # a new batch fills behind the queued task
+    actions = h.done(0, "data-0")
+    assert only(actions, SendData) == [SendData(1, "data-0", ("x3", "x4"))]
+    assert h.core.queue_depth(PoolKind.DATA) == 0
+
+
 def test_group_timeout_flushes_a_filling_batch_first() -> None:
-    h = Harness(k=2, batch_size=2, batch_timeout=0.05, group_timeout=0.01)
+    h = Harness(k=2, batch_size=2, dynamic_batching=False, batch_timeout=0.05, group_timeout=0.01)
     h.query(1)
     h.query(2)  # task 0 full, group opened at 0
     h.query(3, deadline=None)  # filling batch
@@ -219,7 +269,7 @@ def test_group_timeout_flushes_a_filling_batch_first() -> None:
 
 
 def test_group_timeout_with_nothing_filling_closes_the_group() -> None:
-    h = Harness(k=2, batch_size=2, batch_timeout=0.125, group_timeout=0.25)
+    h = Harness(k=2, batch_size=2, dynamic_batching=False, batch_timeout=0.125, group_timeout=0.25)
     h.query(1)
     h.feed(Tick(), at=0.125)
     actions = h.feed(Tick(), at=0.375)
@@ -246,7 +296,7 @@ def test_deadline_gives_the_default_or_an_error(has_default: bool) -> None:
 
 
 def test_expired_query_still_in_a_batch_is_removed_from_it() -> None:
-    h = Harness(k=2, batch_size=4, batch_timeout=0.5)
+    h = Harness(k=2, batch_size=4, dynamic_batching=False, batch_timeout=0.5)
     h.query(1, deadline=0.1)
     h.feed(Tick(), at=0.1)
     assert h.feed(Tick(), at=0.5) == []  # the batch timer finds nothing to send
@@ -317,7 +367,7 @@ def test_abandoned_queries_need_no_answer() -> None:
 
 
 def test_abandoned_query_in_a_filling_batch() -> None:
-    h = Harness(k=2, batch_size=2)
+    h = Harness(k=2, batch_size=2, dynamic_batching=False)
     h.query(1)
     assert h.feed(QueryAbandoned(1)) == []
     assert h.core.outstanding == 0
@@ -505,7 +555,7 @@ def test_core_imports_no_io() -> None:
 
 
 def test_batch_timer_is_set_once_per_filling_batch() -> None:
-    h = Harness(k=2, batch_size=3, batch_timeout=0.5, group_timeout=1.0)
+    h = Harness(k=2, batch_size=3, dynamic_batching=False, batch_timeout=0.5, group_timeout=1.0)
     assert only(h.query(1), SetTimer) == [SetTimer(0.5)]
     assert h.query(2) == []
 
@@ -527,7 +577,7 @@ def test_failure_reported_for_an_unknown_task_is_ignored() -> None:
 
 
 def test_giving_up_skips_queries_already_answered() -> None:
-    h = Harness(k=2, n_parity=0, batch_size=2, max_attempts=1)
+    h = Harness(k=2, n_parity=0, batch_size=2, dynamic_batching=False, max_attempts=1)
     h.query(1)
     h.query(2)
     h.feed(QueryAbandoned(1))

@@ -97,7 +97,43 @@ def test_rows_are_batched_and_the_answer_is_split_back(bundles: Bundles) -> None
         np.testing.assert_allclose(np.stack([r.output for r in results]), base_model(x), rtol=1e-5)
         assert h.value("parm_queueing_seconds_sum") == pytest.approx(0.002)
 
-    drive(plain(bundles, data=2, batch_size=2), scenario)
+    drive(plain(bundles, data=2, batch_size=2, dynamic_batching=False), scenario)
+
+
+def test_dynamic_batches_are_split_back_and_their_parity_has_the_largest_ones_rows(
+    bundles: Bundles,
+) -> None:
+    """Rows that arrive together, or while both data instances are busy, go together to
+    the first one free; the group's parity has as many rows as its larger task, not
+    ``batch_size``."""
+    x = rows(5, 3)
+
+    async def scenario(h: Harness) -> None:
+        await h.up()
+        first, second, parity = h.links["data-0"], h.links["data-1"], h.links["parity-0"]
+        clients = [await h.ask(x[:2])]
+        await h.advance_to(0.0)  # the batch timer, due at once
+        clients.append(await h.ask(x[2:3]))
+        await h.advance_to(0.0)
+        (a,), (b,) = first.sent, second.sent
+        assert list(first.sent[a].inputs[0].shape) == [2, IN_FEATURES]  # arrived together
+        assert list(second.sent[b].inputs[0].shape) == [1, IN_FEATURES]
+        (request,) = parity.sent.values()  # the group's: as many rows as its larger task
+        np.testing.assert_allclose(input_of(request), [x[0] + x[2], x[1]], rtol=1e-6)
+        clients += [await h.ask(x[3:4]), await h.ask(x[4:5])]
+        await h.advance_to(0.0)
+        assert len(first.sent) == len(second.sent) == 1  # both busy: the two rows wait
+        first.answer(a)
+        await settle()
+        c = list(first.sent)[-1]
+        assert list(first.sent[c].inputs[0].shape) == [2, IN_FEATURES]
+        second.answer(b)
+        first.answer(c)
+        results = [r for client in clients for r in await client]
+        outputs = np.stack([r.output for r in results])
+        np.testing.assert_allclose(outputs, base_model(x), rtol=1e-5, atol=1e-5)
+
+    drive(coded(bundles, batch_size=4), scenario)
 
 
 # ------------------------------------------------------------------ coding
@@ -461,7 +497,7 @@ def test_a_later_wake_up_keeps_the_loop_timer_armed_and_moves_on_when_it_fires(
 
 
 def test_a_batch_short_of_rows_is_encoded_with_zero_rows(bundles: Bundles) -> None:
-    """batch_size 2: three queries make one full batch and one of a single row (sent at
+    """fixed batches of 2: three queries make one full batch and one of a single row (sent at
     its batch timeout); the parity's second row is then the first batch's row alone."""
     x = rows(3, 8)
 
@@ -473,7 +509,7 @@ def test_a_batch_short_of_rows_is_encoded_with_zero_rows(bundles: Bundles) -> No
         sent = input_of(parity.sent[only(parity)])
         np.testing.assert_array_equal(sent, np.stack([x[0] + x[2], x[1]]))
 
-    drive(coded(bundles, batch_size=2), scenario)
+    drive(coded(bundles, batch_size=2, dynamic_batching=False), scenario)
 
 
 # ------------------------------------------------------------------ parity buffers
